@@ -1,0 +1,103 @@
+"""Trains and evaluates ZFNet / SPP-net.
+
+  python main.py --config=configs/sppnet_mult.py --workdir=DIR   # train (resumes)
+  python main.py --config=configs/sppnet_mult.py --workdir=DIR --mode=eval
+  python main.py --workdir=DIR   # the embedded default (configs/tiny.py) on a CPU
+
+Any config field can be overridden: --config.batch_size=64.
+"""
+
+import difflib
+import os
+import re
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+  sys.path.insert(0, _HERE)
+
+FLAGS = flags.FLAGS
+
+
+def _exit_unknown_config_field(error: Exception) -> None:
+  """An unknown --config field as a one-line error with a suggestion."""
+  from configs import default  # pylint: disable=g-import-not-at-top
+  known = list(default.get_config().keys())
+  names = [a.split('=')[0][len('--config.'):] for a in sys.argv[1:]
+           if a.startswith('--config.')]
+  unknown = next((n for n in names if n.split('.')[0] not in known),
+                 re.sub(r"[\"']", '', str(error).splitlines()[0]))
+  close = difflib.get_close_matches(unknown.split('.')[0], known, n=1)
+  hint = f'did you mean --config.{close[0]}? ' if close else ''
+  print(f'error: unknown config field --config.{unknown}: {hint}the fields are '
+        'listed in configs/default.py.', file=sys.stderr)
+  sys.exit(2)
+
+
+try:  # The recipe is loaded, and --config.* overrides applied, right here.
+  config_flags.DEFINE_config_file(
+      'config', os.path.join(_HERE, 'configs', 'tiny.py'),
+      'Recipe file (configs/*.py); fields can be overridden with --config.NAME=VALUE.',
+      lock_config=True)
+except (AttributeError, KeyError) as error:
+  _exit_unknown_config_field(error)
+
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints and TensorBoard logs.')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval'],
+                  'train: train (resuming from the workdir); eval: score the best '
+                  'checkpoint of the workdir on the validation split.')
+flags.DEFINE_integer('eval_step', None, 'With --mode=eval: score this step of the '
+                     'latest checkpoints instead of the best one.')
+flags.DEFINE_string('coordinator_address', None, 'Multi-process runs: host:port of '
+                    'process 0 (as jax.distributed.initialize); auto-detected on TPU '
+                    'VMs and SLURM.')
+flags.DEFINE_integer('num_processes', None, 'Multi-process runs: number of processes.')
+flags.DEFINE_integer('process_id', None, 'Multi-process runs: this process, 0-based.')
+flags.mark_flags_as_required(['workdir'])
+
+# Errors a user can act on: printed as one line, without a traceback.
+_USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
+
+
+def _start_jax(workdir: str) -> None:
+  import jax  # pylint: disable=g-import-not-at-top
+  if FLAGS.num_processes or FLAGS.coordinator_address or FLAGS.process_id is not None:
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes,
+                               process_id=FLAGS.process_id)
+  # Restarts reuse compiled steps instead of compiling again.
+  jax.config.update('jax_compilation_cache_dir', os.path.join(workdir, 'jax_cache'))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], 'GPU')  # tf.data only: the devices are JAX's.
+  from sppnet_jax import train  # pylint: disable=g-import-not-at-top
+
+  workdir = os.path.abspath(FLAGS.workdir)
+  os.makedirs(workdir, exist_ok=True)
+  _start_jax(workdir)
+  try:
+    if FLAGS.mode == 'train':
+      metrics = train.train_and_evaluate(FLAGS.config, workdir)
+      label = 'final'
+    else:
+      metrics = train.evaluate_checkpoint(FLAGS.config, workdir, FLAGS.eval_step)
+      label = f'checkpoint step {metrics["step"]}'
+  except _USER_ERRORS as error:
+    logging.debug('Stopped by a user error.', exc_info=True)
+    print(f'error: {error}', file=sys.stderr)
+    sys.exit(2)
+  print(f'{label} validation: top-1 {100 * metrics["top1"]:.2f}%, top-5 '
+        f'{100 * metrics["top5"]:.2f}%, loss {metrics["loss"]:.4f} on '
+        f'{metrics["num_examples"]} examples', flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)

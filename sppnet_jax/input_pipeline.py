@@ -1,0 +1,747 @@
+"""tf.data input pipelines: image folders, the embedded set and TFDS data sets.
+
+One code path reads image folders (`data_dir/train/<class>/*`, `data_dir/val/...`)
+and the embedded set (which is an image folder the project draws itself); another
+reads TFDS data sets (`imagenet2012` or any image-classification builder) as raw
+encoded bytes. Both feed the same decode/augment stage:
+
+* train: fused decode-and-crop of a random "inception" box (area
+  `crop_min_area`..1, aspect `crop_aspect_range`; a centre crop when sampling
+  fails), random horizontal flip, resize to the crop size `max(train_sizes)`,
+  then, for a smaller training size, the *same* crop resized again (the paper's
+  multi-size training: 224 crops, and the same crops at 180).
+* eval: resize the short side to `eval_resize` (aspect kept), centre crop
+  `eval_size`. Not random.
+
+Images leave the pipeline as uint8 (normalisation happens on device); labels are
+int32. Every batch has exactly `local_batch_size` examples.
+
+Determinism and exact resume. All randomness is stateless: the record order of an
+epoch is a shuffle seeded by (seed, epoch) and every example's crop and flip come
+from a key folded from (seed, epoch, process, position in the epoch). So
+`train_dataset(..., skip_batches=k)` yields exactly the batches k, k+1, ... of the
+un-skipped dataset, and the skip happens before any image is read. This holds when
+`config.deterministic` is True (the default; with False, TFDS reads files in a
+racy order). The decode stage itself is always ordered because the corrupt-image
+handling below relies on that order.
+
+Multiple processes. Process p of P reads a disjoint part of each split; the
+parts' union is the whole split.
+* image folders, train: the epoch's shuffled file list (the same on every
+  process) cut into P even, contiguous parts, so shards change every epoch;
+* image folders, eval: the sorted file list cut into P even, contiguous parts;
+* TFDS: absolute-index slices `split[lo:hi]` of an even split (as
+  `tfds.even_splits` does).
+A training shard is repeated as needed so that every process yields the same
+number of batches; evaluation pads with masked examples (see `eval_dataset`).
+
+Corrupt images (unreadable, truncated, not an image) never stop a run. They are
+dropped after the decode (`ignore_errors`), found by the gap they leave in the
+position sequence, logged with their file name, and counted: see
+`num_skipped_images()`.
+* train: the gap is filled with copies of the next good example, so batch
+  boundaries, the batch count and exact resume are unchanged.
+* eval: a corrupt image is *not* counted as an example: it is skipped, logged
+  and counted in `num_skipped_images('eval')`; the evaluation pads the shard with
+  masked examples instead, so all processes still yield `num_eval_batches()`
+  batches and every readable image is scored exactly once.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import logging
+import math
+import os
+import threading
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from sppnet_jax import embedded_data
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+FOLDER_DATASETS = ('embedded', 'imagefolder')
+# Keys of the images and labels in TFDS image-classification builders.
+_TFDS_IMAGE_KEY = 'image'
+_TFDS_LABEL_KEY = 'label'
+_AUTOTUNE = tf.data.AUTOTUNE
+# Our dataset functions use tf.cond explicitly: skip AutoGraph (faster tracing).
+_nc = tf.autograph.experimental.do_not_convert
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  num_classes: int
+  class_names: tuple[str, ...]
+  num_train_examples: int  # whole split, all processes
+  num_eval_examples: int  # whole split, all processes
+
+
+# -----------------------------------------------------------------------------
+# Skipped (corrupt) images.
+# -----------------------------------------------------------------------------
+
+_skip_lock = threading.Lock()
+_skipped = collections.Counter()
+
+
+def num_skipped_images(kind: str | None = None) -> int:
+  """How many unreadable images were skipped so far in this process.
+
+  Args:
+    kind: 'train', 'eval', or None for both.
+  """
+  with _skip_lock:
+    if kind is None:
+      return sum(_skipped.values())
+    return _skipped[kind]
+
+
+def reset_skipped_images() -> None:
+  with _skip_lock:
+    _skipped.clear()
+
+
+def _record_skips(kind: str, first: int, last: int,
+                  describe: Callable[[int], str]) -> None:
+  """Counts and logs the skipped positions first..last (inclusive)."""
+  count = last - first + 1
+  if count <= 0:
+    return
+  with _skip_lock:
+    _skipped[kind] += count
+    total = _skipped[kind]
+  names = ', '.join(describe(p) for p in range(first, min(last, first + 4) + 1))
+  if count > 5:
+    names += f', ... ({count} in a row)'
+  logging.warning('Skipped %d unreadable %s image(s): %s (%d skipped so far in '
+                  'this process).', count, kind, names, total)
+
+
+# -----------------------------------------------------------------------------
+# Public API.
+# -----------------------------------------------------------------------------
+
+
+def get_dataset_info(config) -> DatasetInfo:
+  """Class count/names and whole-split example counts of the configured data."""
+  if _is_folder_dataset(config):
+    train = _folder_split(config, 'train')
+    evals = _folder_split(config, 'eval')
+    return DatasetInfo(
+        num_classes=len(train.class_names),
+        class_names=train.class_names,
+        num_train_examples=len(train.labels),
+        num_eval_examples=len(evals.labels))
+  builder = _tfds_builder(config)
+  label = builder.info.features[_TFDS_LABEL_KEY]
+  return DatasetInfo(
+      num_classes=int(label.num_classes),
+      class_names=tuple(label.names),
+      num_train_examples=_tfds_num_examples(builder, config.train_split),
+      num_eval_examples=_tfds_num_examples(builder, config.eval_split))
+
+
+def train_dataset(config, *, epoch: int, image_size: int, local_batch_size: int,
+                  steps: int, skip_batches: int = 0, process_index: int = 0,
+                  process_count: int = 1) -> tf.data.Dataset:
+  """The training batches of one epoch for this process.
+
+  Args:
+    config: the experiment config (data fields, seed, deterministic).
+    epoch: epoch number; selects the shuffle and the augmentation keys.
+    image_size: output side; crops are made at `max(config.train_sizes)` and
+      resized to `image_size` when that is smaller.
+    local_batch_size: examples per batch in this process.
+    steps: batches in the (un-skipped) epoch, the same on every process; the
+      process's shard is repeated (reshuffled) as often as needed.
+    skip_batches: leave out the first batches (resume mid-epoch) without reading
+      their images; the result is exactly batches `skip_batches..steps-1`.
+    process_index: this process.
+    process_count: number of processes.
+
+  Returns:
+    A dataset of `steps - skip_batches` dicts {'image': uint8
+    [local_batch_size, image_size, image_size, 3], 'label': int32
+    [local_batch_size]}.
+  """
+  _check_process(process_index, process_count)
+  if local_batch_size < 1 or steps < 0 or skip_batches < 0:
+    raise ValueError(
+        f'Need local_batch_size >= 1, steps >= 0, skip_batches >= 0; got '
+        f'{local_batch_size}, {steps}, {skip_batches}.')
+  crop_size = int(max(config.train_sizes))
+  image_size = int(image_size)
+  num_batches = max(steps - skip_batches, 0)
+  start = min(skip_batches, steps) * local_batch_size
+  end = steps * local_batch_size
+  # Positions past `end`: a look-ahead for filling the gaps of corrupt images
+  # found at the very end of the epoch.
+  margin = 2 * local_batch_size + end // 100
+  base_key = _base_key(config.seed, epoch, process_index)
+
+  if _is_folder_dataset(config):
+    split = _folder_split(config, 'train')
+    order = _folder_train_order(
+        len(split.labels), seed=config.seed, epoch=epoch,
+        process_index=process_index, process_count=process_count,
+        length=end + margin)
+    ds, describe = _folder_source(split, order, start)
+    is_path = True
+  else:
+    is_path = False
+    ds, describe = _tfds_train_source(
+        config, epoch=epoch, process_index=process_index,
+        process_count=process_count, start=start, end=end + margin)
+
+  decode = functools.partial(
+      _decode_train, is_path=is_path, base_key=base_key, crop_size=crop_size,
+      image_size=image_size,
+      area_range=(float(config.crop_min_area), 1.0),
+      aspect_range=tuple(float(a) for a in config.crop_aspect_range),
+      fallback_ratio=float(config.eval_size) / float(config.eval_resize),
+      antialias=bool(config.get('resize_antialias', True)))
+  ds = _decode_and_skip_corrupt(ds, decode, kind='train', start=start,
+                                describe=describe, fill_gaps=True)
+  needed = num_batches * local_batch_size
+  ds = ds.concatenate(_error_dataset(
+      ds.element_spec, 'Too many unreadable images at the end of the epoch to '
+      'fill the batches; check the data set for corrupt files.'))
+  ds = ds.take(needed)
+  ds = ds.batch(local_batch_size, drop_remainder=True,
+                num_parallel_calls=_AUTOTUNE)
+  ds = ds.prefetch(_AUTOTUNE)
+  return ds.with_options(_options(config))
+
+
+def eval_dataset(config, *, local_batch_size: int, process_index: int = 0,
+                 process_count: int = 1) -> tf.data.Dataset:
+  """The evaluation batches of this process's shard of the eval split.
+
+  Every example of the split is in exactly one process's shard. The last batch
+  of a shard is padded with masked examples (zeros, label 0, mask False), and a
+  shorter shard gets fully masked batches, so every process yields
+  `num_eval_batches(config, ...)` batches. Unreadable images are skipped (not
+  counted as examples), logged and counted in `num_skipped_images('eval')`.
+
+  Returns:
+    A dataset of dicts {'image': uint8 [B, eval_size, eval_size, 3], 'label':
+    int32 [B], 'mask': bool [B]}, B = local_batch_size.
+  """
+  _check_process(process_index, process_count)
+  if local_batch_size < 1:
+    raise ValueError(f'local_batch_size must be >= 1, got {local_batch_size}.')
+  size, resize = int(config.eval_size), int(config.eval_resize)
+  if resize < size:
+    raise ValueError(f'config.eval_resize ({resize}) must be >= '
+                     f'config.eval_size ({size}).')
+  num_batches = num_eval_batches(config, local_batch_size=local_batch_size,
+                                 process_count=process_count)
+  if _is_folder_dataset(config):
+    split = _folder_split(config, 'eval')
+    n = len(split.labels)
+    lo, hi = _even_slice(n, process_index, process_count)
+    ds, describe = _folder_source(split, np.arange(lo, hi), 0,
+                                  sentinel=True)
+    is_path = True
+  else:
+    is_path = False
+    ds, describe = _tfds_eval_source(config, process_index=process_index,
+                                     process_count=process_count)
+  decode = functools.partial(
+      _decode_eval, is_path=is_path, size=size, resize=resize,
+      antialias=bool(config.get('resize_antialias', True)))
+  ds = _decode_and_skip_corrupt(ds, decode, kind='eval', start=0,
+                                describe=describe, fill_gaps=False)
+  ds = ds.map(_nc(lambda e: {'image': e['image'], 'label': e['label'],
+                             'mask': tf.constant(True)}))
+  padding = tf.data.Dataset.from_tensors({
+      'image': tf.zeros([size, size, 3], tf.uint8),
+      'label': tf.constant(0, tf.int32),
+      'mask': tf.constant(False)}).repeat()
+  ds = ds.concatenate(padding).take(num_batches * local_batch_size)
+  ds = ds.batch(local_batch_size, drop_remainder=True)
+  ds = ds.prefetch(_AUTOTUNE)
+  return ds.with_options(_options(config))
+
+
+def num_eval_batches(config, *, local_batch_size: int,
+                     process_count: int) -> int:
+  """Batches that `eval_dataset` yields on every process."""
+  if _is_folder_dataset(config):
+    n = len(_folder_split(config, 'eval').labels)
+  else:
+    n = _tfds_num_examples(_tfds_builder(config), config.eval_split)
+  largest_shard = -(-n // process_count)
+  return max(1, -(-largest_shard // local_batch_size))
+
+
+# -----------------------------------------------------------------------------
+# Shared pieces.
+# -----------------------------------------------------------------------------
+
+
+def _is_folder_dataset(config) -> bool:
+  return config.dataset in FOLDER_DATASETS
+
+
+def _check_process(process_index, process_count):
+  if not 0 <= process_index < process_count:
+    raise ValueError(f'Bad process_index {process_index} for process_count '
+                     f'{process_count}.')
+
+
+def _even_slice(n: int, index: int, count: int) -> tuple[int, int]:
+  return index * n // count, (index + 1) * n // count
+
+
+def _base_key(seed: int, epoch: int, process_index: int) -> np.ndarray:
+  """A [2] int64 stateless key for (seed, epoch, process)."""
+  state = np.random.SeedSequence(
+      [int(seed) & 0xFFFFFFFF, int(epoch), int(process_index), 0x5199]
+  ).generate_state(2, np.uint32)
+  return state.astype(np.int64)
+
+
+def _options(config) -> tf.data.Options:
+  options = tf.data.Options()
+  threads = int(config.get('data_threads', 0)) or os.cpu_count() or 1
+  options.threading.private_threadpool_size = threads
+  options.threading.max_intra_op_parallelism = 1
+  options.autotune.enabled = True
+  options.deterministic = bool(config.deterministic)
+  options.experimental_optimization.map_parallelization = True
+  return options
+
+
+def _error_dataset(element_spec, message: str) -> tf.data.Dataset:
+  """One element that fails with `message` when it is produced."""
+
+  def fail(_):
+    check = tf.debugging.Assert(tf.constant(False), [message])
+    with tf.control_dependencies([check]):
+      return tf.nest.map_structure(
+          lambda s: tf.zeros([d if d is not None else 1 for d in s.shape],
+                             s.dtype), element_spec)
+
+  return tf.data.Dataset.range(1).map(_nc(fail))
+
+
+def _decode_and_skip_corrupt(ds, decode, *, kind, start, describe, fill_gaps):
+  """Decodes; drops, counts and logs unreadable images (see module doc).
+
+  `ds` yields {'pos': int64 position, 'data': bytes or path, 'label', and
+  optionally 'sentinel'}; positions increase by one from `start`. A sentinel
+  (one past the last position) is not decoded; it only lets us see a gap at the
+  end, and is dropped here.
+  """
+  ds = ds.map(_nc(decode), num_parallel_calls=_AUTOTUNE, deterministic=True)
+  ds = ds.ignore_errors()
+
+  def report(first, last):
+    _record_skips(kind, int(first), int(last), describe)
+    return np.int64(0)
+
+  def scan_fn(last_seen, e):
+    pos = e['pos']
+    gap = pos - last_seen - 1
+
+    def log_gap():
+      return tf.numpy_function(report, [last_seen + 1, pos - 1], tf.int64,
+                               stateful=True)
+
+    logged = tf.cond(gap > 0, log_gap, lambda: tf.constant(0, tf.int64))
+    with tf.control_dependencies([logged]):
+      copies = tf.identity(1 + gap) if fill_gaps else tf.constant(
+          1, tf.int64)
+    out = {k: v for k, v in e.items() if k not in ('pos', 'sentinel')}
+    if 'sentinel' in e:
+      copies = tf.where(e['sentinel'], tf.constant(0, tf.int64), copies)
+    return pos, (out, copies)
+
+  ds = ds.scan(tf.constant(start - 1, tf.int64), _nc(scan_fn))
+  if fill_gaps:
+    ds = ds.flat_map(
+        _nc(lambda e, n: tf.data.Dataset.from_tensors(e).repeat(n)))
+  else:
+    ds = ds.filter(_nc(_has_copies)).map(_nc(_first))
+  return ds
+
+
+def _has_copies(element, copies):
+  del element
+  return copies > 0
+
+
+def _first(element, copies):
+  del copies
+  return element
+
+
+def _to_uint8(image):
+  return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def _read(data, is_path: bool):
+  return tf.io.read_file(data) if is_path else data
+
+
+def _decode_full(image_bytes):
+  """Any supported format to uint8 RGB (JPEG decoded like PIL and Caffe)."""
+  return tf.cond(
+      tf.io.is_jpeg(image_bytes),
+      lambda: tf.io.decode_jpeg(image_bytes, channels=3,
+                                dct_method='INTEGER_ACCURATE'),
+      lambda: tf.io.decode_image(image_bytes, channels=3,
+                                 expand_animations=False))
+
+
+def _crop_window(shape, seed, area_range, aspect_range, fallback_ratio):
+  """[y, x, h, w] of a random crop of an image of `shape` [h, w, c]."""
+  begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+      shape,
+      bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, [1, 1, 4]),
+      seed=seed,
+      min_object_covered=area_range[0],
+      aspect_ratio_range=aspect_range,
+      area_range=area_range,
+      max_attempts=10,
+      use_image_if_no_bounding_boxes=True)
+  h, w = shape[0], shape[1]
+  # All attempts failed: the op returns the whole image. Centre crop instead.
+  failed = tf.logical_and(tf.equal(size[0], h), tf.equal(size[1], w))
+  side = tf.cast(fallback_ratio * tf.cast(tf.minimum(h, w), tf.float32),
+                 tf.int32)
+  side = tf.maximum(side, 1)
+  centre = tf.stack([(h - side + 1) // 2, (w - side + 1) // 2, side, side])
+  sampled = tf.stack([begin[0], begin[1], size[0], size[1]])
+  return tf.where(failed, centre, sampled)
+
+
+def _decode_train(e, *, is_path, base_key, crop_size, image_size, area_range,
+                  aspect_range, fallback_ratio, antialias):
+  key = tf.random.experimental.stateless_fold_in(
+      tf.constant(base_key, tf.int64), e['pos'])
+  crop_key, flip_key = tf.unstack(
+      tf.random.experimental.stateless_split(key, 2))
+  image_bytes = _read(e['data'], is_path)
+  window = functools.partial(_crop_window, seed=crop_key,
+                             area_range=area_range, aspect_range=aspect_range,
+                             fallback_ratio=fallback_ratio)
+
+  def jpeg():
+    return tf.image.decode_and_crop_jpeg(
+        image_bytes, window(tf.image.extract_jpeg_shape(image_bytes)),
+        channels=3, dct_method='INTEGER_ACCURATE')
+
+  def other():  # PNG, GIF, BMP, also under a .jpg name.
+    image = tf.io.decode_image(image_bytes, channels=3,
+                               expand_animations=False)
+    y, x, h, w = tf.unstack(window(tf.shape(image)))
+    return image[y:y + h, x:x + w]
+
+  crop = tf.cond(tf.io.is_jpeg(image_bytes), jpeg, other)
+  crop.set_shape([None, None, 3])
+  image = tf.image.resize(crop, [crop_size, crop_size], method='bilinear',
+                          antialias=antialias)
+  if image_size != crop_size:
+    # Multi-size training: the same crop, at the smaller size.
+    image = tf.image.resize(image, [image_size, image_size],
+                            method='bilinear', antialias=antialias)
+  image = tf.image.stateless_random_flip_left_right(image, flip_key)
+  return {'pos': e['pos'], 'image': _to_uint8(image), 'label': e['label']}
+
+
+def _decode_eval(e, *, is_path, size, resize, antialias):
+  def decode():
+    image = _decode_full(_read(e['data'], is_path))
+    shape = tf.shape(image)
+    h, w = shape[0], shape[1]
+    short = tf.minimum(h, w)
+    # Short side -> resize, the long side scaled alike (rounded).
+    new_h = tf.where(h == short, resize, (h * resize + short // 2) // short)
+    new_w = tf.where(w == short, resize, (w * resize + short // 2) // short)
+    image = tf.image.resize(image, tf.stack([new_h, new_w]),
+                            method='bilinear', antialias=antialias)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    image = image[top:top + size, left:left + size]
+    image.set_shape([size, size, 3])
+    return _to_uint8(image)
+
+  if 'sentinel' in e:
+    image = tf.cond(e['sentinel'], lambda: tf.zeros([size, size, 3], tf.uint8),
+                    decode)
+  else:
+    image = decode()
+  out = {'pos': e['pos'], 'image': image, 'label': e['label']}
+  if 'sentinel' in e:
+    out['sentinel'] = e['sentinel']
+  return out
+
+
+# -----------------------------------------------------------------------------
+# Image folders (and the embedded set).
+# -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _FolderSplit:
+  directory: str  # e.g. data_dir/train
+  class_names: tuple[str, ...]
+  rel_paths: np.ndarray  # bytes, '<class>/<file>', sorted
+  labels: np.ndarray  # int32
+
+
+def _folder_root(config) -> str:
+  if config.dataset == 'embedded':
+    return embedded_data.ensure_embedded_dataset(config.data_dir or None)
+  if not config.data_dir:
+    raise ValueError(
+        "config.dataset='imagefolder' needs a data directory: pass "
+        '--config.data_dir=/path/to/images holding train/<class>/* and '
+        'val/<class>/* (or use --config.dataset=embedded).')
+  return os.path.abspath(os.path.expanduser(config.data_dir))
+
+
+def _split_dir(root, preferred, fallback, what):
+  for name in (preferred, fallback):
+    if name and os.path.isdir(os.path.join(root, name)):
+      return os.path.join(root, name)
+  if not os.path.isdir(root):
+    raise ValueError(
+        f'Data directory {root} does not exist: point --config.data_dir at a '
+        'folder holding train/<class>/* and val/<class>/* images (or use '
+        '--config.dataset=embedded).')
+  names = ' or '.join(repr(n) for n in dict.fromkeys((preferred, fallback)))
+  raise ValueError(
+      f'No {what} folder ({names}) in {root}: it needs train/<class>/* and '
+      'val/<class>/* images; point --config.data_dir at such a folder.')
+
+
+def _folder_split(config, which: str) -> _FolderSplit:
+  root = _folder_root(config)
+  train_dir = _split_dir(root, config.get('train_split', 'train'), 'train',
+                         'training')
+  class_names = _list_classes(train_dir)
+  if which == 'train':
+    return _list_folder(train_dir, class_names)
+  eval_dir = _split_dir(root, config.get('eval_split', 'val'), 'val',
+                        'evaluation')
+  return _list_folder(eval_dir, class_names)
+
+
+@functools.lru_cache(maxsize=8)
+def _list_classes(train_dir: str) -> tuple[str, ...]:
+  names = sorted(entry.name for entry in os.scandir(train_dir)
+                 if entry.is_dir() and not entry.name.startswith('.'))
+  if not names:
+    raise ValueError(
+        f'{train_dir} has no class sub-folders: put the images in '
+        f'{train_dir}/<class>/*.')
+  return tuple(names)
+
+
+@functools.lru_cache(maxsize=8)
+def _list_folder(directory: str, class_names: tuple[str, ...]) -> _FolderSplit:
+  class_ids = {name: i for i, name in enumerate(class_names)}
+  paths, labels = [], []
+  for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+    if not entry.is_dir() or entry.name.startswith('.'):
+      continue
+    if entry.name not in class_ids:
+      raise ValueError(
+          f'Class folder {entry.path} has no counterpart in the training '
+          'folder; every evaluation class must also be a training class.')
+    files = sorted(
+        f.name for f in os.scandir(entry.path)
+        if f.is_file() and not f.name.startswith('.')
+        and f.name.lower().endswith(IMAGE_EXTENSIONS))
+    paths.extend(f'{entry.name}/{f}' for f in files)
+    labels.extend([class_ids[entry.name]] * len(files))
+  if not paths:
+    raise ValueError(
+        f'No images ({", ".join(IMAGE_EXTENSIONS)}) under {directory}/<class>/: '
+        'point --config.data_dir at a folder with train/<class>/* and '
+        'val/<class>/* images.')
+  logging.info('Found %d images of %d classes in %s.', len(paths),
+               len(set(labels)), directory)
+  return _FolderSplit(directory=directory, class_names=class_names,
+                      rel_paths=np.array([p.encode() for p in paths]),
+                      labels=np.array(labels, np.int32))
+
+
+def _folder_train_order(n, *, seed, epoch, process_index, process_count,
+                        length) -> np.ndarray:
+  """Indices of the files this process reads in the epoch, `length` of them.
+
+  The epoch's permutation of all n files (the same on every process) is cut
+  into even parts, one per process; the part is followed by fresh permutations
+  of itself as often as needed to reach `length`.
+  """
+  perm = np.random.default_rng(
+      [int(seed) & 0xFFFFFFFF, int(epoch), 0x5199]).permutation(n)
+  lo, hi = _even_slice(n, process_index, process_count)
+  shard = perm[lo:hi]
+  if not len(shard):
+    raise ValueError(f'Process {process_index} of {process_count} gets no '
+                     f'training images: the split has only {n}.')
+  parts, have, repeat = [shard], len(shard), 1
+  while have < length:
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch),
+                                 int(process_index), repeat, 0x5199])
+    parts.append(rng.permutation(shard))
+    have += len(shard)
+    repeat += 1
+  return np.concatenate(parts)[:length]
+
+
+def _folder_source(split: _FolderSplit, order: np.ndarray, start: int,
+                   sentinel: bool = False):
+  """Dataset of {'pos', 'data' (file path), 'label'} from position `start`."""
+  order = np.asarray(order, np.int64)
+  positions = np.arange(len(order), dtype=np.int64)
+  prefix = split.directory.rstrip('/') + '/'
+  elements = {
+      'pos': positions[start:],
+      'data': np.char.add(prefix.encode(), split.rel_paths[order[start:]]),
+      'label': split.labels[order[start:]],
+  }
+  if sentinel:
+    elements = {
+        'pos': np.append(elements['pos'], len(order)),
+        'data': np.append(elements['data'], b''),
+        'label': np.append(elements['label'], 0).astype(np.int32),
+        'sentinel': np.append(np.zeros(len(order) - start, bool), True),
+    }
+  ds = tf.data.Dataset.from_tensor_slices(elements)
+
+  def describe(pos):
+    if 0 <= pos < len(order):
+      return os.path.join(split.directory,
+                          split.rel_paths[order[pos]].decode())
+    return f'position {pos}'
+
+  return ds, describe
+
+
+# -----------------------------------------------------------------------------
+# TFDS.
+# -----------------------------------------------------------------------------
+
+
+def _tfds():
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return tfds
+
+
+def _prepare_hint(name, data_dir, manual_dir) -> str:
+  if name.split(':')[0].split('/')[0] == 'imagenet2012':
+    return (f'put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in '
+            f'{manual_dir} and run: tfds build imagenet2012 '
+            f'--data_dir={data_dir} --manual_dir={manual_dir} (or point '
+            '--config.data_dir at a prepared TFDS folder).')
+  return (f'run: tfds build {name} --data_dir={data_dir} (on a machine that '
+          'may download it), or point --config.data_dir at a prepared TFDS '
+          'folder.')
+
+
+@functools.lru_cache(maxsize=8)
+def _tfds_builder_cached(name, data_dir, manual_dir):
+  tfds = _tfds()
+  try:
+    builder = tfds.builder(name, data_dir=data_dir or None)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(
+        f'Unknown data set {name!r} ({type(e).__name__}): use '
+        "--config.dataset=embedded, imagefolder, or a TFDS name such as "
+        'imagenet2012.') from None
+  if not builder.is_prepared():
+    actual_dir = data_dir or os.environ.get('TFDS_DATA_DIR') or (
+        '~/tensorflow_datasets')
+    manual = manual_dir or os.path.join(actual_dir, 'downloads', 'manual')
+    raise ValueError(
+        f'TFDS data set {name!r} is not prepared in {actual_dir}: '
+        + _prepare_hint(name, actual_dir, manual))
+  return builder
+
+
+def _tfds_builder(config):
+  return _tfds_builder_cached(config.dataset, config.data_dir or '',
+                              config.get('manual_dir', '') or '')
+
+
+def _tfds_num_examples(builder, split: str) -> int:
+  try:
+    return int(builder.info.splits[split].num_examples)
+  except (KeyError, ValueError) as e:
+    raise ValueError(
+        f'TFDS data set {builder.name!r} has no split {split!r} '
+        f'({", ".join(builder.info.splits.keys())} exist): set '
+        '--config.train_split / --config.eval_split.') from e
+
+
+def _tfds_shard(builder, split: str, process_index: int, process_count: int):
+  """(sub-split, number of examples) of this process."""
+  n = _tfds_num_examples(builder, split)
+  lo, hi = _even_slice(n, process_index, process_count)
+  if '[' in split or '+' in split:
+    tfds = _tfds()
+    sub = tfds.even_splits(split, n=process_count)[process_index]
+    return sub, hi - lo
+  return f'{split}[{lo}:{hi}]', hi - lo
+
+
+def _tfds_records(builder, split, *, shuffle_seed: int | None):
+  tfds = _tfds()
+  read_config = tfds.ReadConfig(
+      shuffle_seed=shuffle_seed,
+      skip_prefetch=True,
+      try_autocache=False)
+  ds = builder.as_dataset(
+      split=split,
+      shuffle_files=shuffle_seed is not None,
+      decoders={_TFDS_IMAGE_KEY: tfds.decode.SkipDecoding()},
+      read_config=read_config)
+  return ds.map(_nc(lambda e: {
+      'data': e[_TFDS_IMAGE_KEY],
+      'label': tf.cast(e[_TFDS_LABEL_KEY], tf.int32)}))
+
+
+def _tfds_describe(name, split):
+  return lambda pos: f'{name} {split} example #{pos}'
+
+
+def _tfds_train_source(config, *, epoch, process_index, process_count, start,
+                       end):
+  builder = _tfds_builder(config)
+  split, n = _tfds_shard(builder, config.train_split, process_index,
+                         process_count)
+  if n == 0:
+    raise ValueError(f'Process {process_index} of {process_count} gets no '
+                     f'training examples from {config.train_split!r}.')
+  key = _base_key(config.seed, epoch, process_index)
+  ds = _tfds_records(builder, split, shuffle_seed=int(key[0]) & 0x7FFFFFFF)
+  ds = ds.shuffle(min(int(config.shuffle_buffer_size), n),
+                  seed=int(key[1]) & 0x7FFFFFFF, reshuffle_each_iteration=True)
+  ds = ds.repeat().take(end).enumerate().skip(start)
+  ds = ds.map(_nc(lambda pos, e: {'pos': pos, **e}))
+  return ds, _tfds_describe(config.dataset, split)
+
+
+def _tfds_eval_source(config, *, process_index, process_count):
+  builder = _tfds_builder(config)
+  split, n = _tfds_shard(builder, config.eval_split, process_index,
+                         process_count)
+  ds = _tfds_records(builder, split, shuffle_seed=None)
+  sentinel = tf.data.Dataset.from_tensors({
+      'data': tf.constant(b''), 'label': tf.constant(0, tf.int32)})
+  ds = ds.map(_nc(lambda e: {**e, 'sentinel': tf.constant(False)}))
+  ds = ds.concatenate(
+      sentinel.map(_nc(lambda e: {**e, 'sentinel': tf.constant(True)})))
+  ds = ds.enumerate().map(_nc(lambda pos, e: {'pos': pos, **e}))
+  del n
+  return ds, _tfds_describe(config.dataset, split)

@@ -1,0 +1,225 @@
+"""Train state, the jitted train step, and the training loop.
+
+The train step is compiled ahead of time exactly once per training size (the set
+of sizes is known from the config), with the state donated and the batch sharded
+over the mesh's data axis; calling it never triggers another compilation.
+"""
+
+import dataclasses
+import functools
+import math
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from clu import metric_writers, periodic_actions
+from flax.training import train_state
+
+from sppnet_jax import checkpoints, evaluate, input_pipeline, optim, parallel
+from sppnet_jax.config_checks import resolve_config
+from sppnet_jax.metrics import TrainMetrics, classification_outputs
+from sppnet_jax.models import create_model, normalize_images
+
+
+class TrainState(train_state.TrainState):
+  """params, opt_state and step; apply_fn and tx are static."""
+
+
+@dataclasses.dataclass
+class Run:
+  """Everything the loop and the eval mode share about one configured run."""
+  config: ml_collections.ConfigDict
+  info: input_pipeline.DatasetInfo
+  mesh: Any
+  model: Any
+  steps_per_epoch: int
+  total_steps: int
+  schedule: Any
+  state: TrainState
+  state_sharding: Any
+
+
+def setup(config: ml_collections.ConfigDict) -> Run:
+  """Resolves the config against the data, builds the mesh, model and state."""
+  info = input_pipeline.get_dataset_info(config)
+  config = resolve_config(config, info)
+  mesh = parallel.create_mesh()
+  parallel.local_batch_size(config.batch_size)
+  steps_per_epoch = info.num_train_examples // config.batch_size
+  if steps_per_epoch < 1:
+    raise ValueError(
+        f'the training split has {info.num_train_examples} examples, fewer than '
+        f'one batch of {config.batch_size}: lower --config.batch_size.')
+  total_steps = (config.num_train_steps if config.num_train_steps > 0 else
+                 int(math.ceil(config.num_epochs * steps_per_epoch)))
+  model = create_model(config)
+  schedule = optim.learning_rate_schedule(config, steps_per_epoch, total_steps)
+  tx = optim.create_optimizer(config, schedule)
+  init_size = config.eval_size if config.model == 'zfnet' else max(config.train_sizes)
+
+  def init(key):
+    images = jnp.zeros((1, init_size, init_size, 3), model.dtype)
+    params = model.init(key, images, train=False)['params']
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+  replicated = parallel.replicated_sharding(mesh)
+  abstract = jax.eval_shape(init, jax.random.key(config.seed))
+  state_sharding = jax.tree.map(lambda _: replicated, abstract)
+  state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(config.seed))
+  return Run(config, info, mesh, model, steps_per_epoch, total_steps, schedule,
+             state, state_sharding)
+
+
+def train_step(state: TrainState, batch: dict, *, model, schedule, seed: int,
+               label_smoothing: float):
+  """One SGD step on a global batch; returns the new state and batch metrics."""
+  dropout_key = jax.random.fold_in(jax.random.key(seed), state.step)
+
+  def loss_fn(params):
+    images = normalize_images(batch['image'], model.dtype)
+    logits = model.apply({'params': params}, images, train=True,
+                         rngs={'dropout': dropout_key})
+    outputs = classification_outputs(logits, batch['label'], label_smoothing)
+    return outputs['loss'].mean(), outputs
+
+  grads, outputs = jax.grad(loss_fn, has_aux=True)(state.params)
+  metrics = TrainMetrics.single_from_model_output(
+      learning_rate=schedule(state.step), **outputs)
+  return state.apply_gradients(grads=grads), metrics
+
+
+def compile_train_steps(run: Run) -> dict[int, Any]:
+  """One ahead-of-time compilation of the train step per training size."""
+  config, mesh = run.config, run.mesh
+  step = jax.jit(
+      functools.partial(train_step, model=run.model, schedule=run.schedule,
+                        seed=config.seed, label_smoothing=config.label_smoothing),
+      in_shardings=(run.state_sharding, parallel.batch_sharding(mesh)),
+      out_shardings=(run.state_sharding, parallel.replicated_sharding(mesh)),
+      donate_argnums=0)
+  local_batch = parallel.local_batch_size(config.batch_size)
+  compiled = {}
+  for size in sorted(set(config.train_sizes), reverse=True):
+    local = {'image': np.zeros((local_batch, size, size, 3), np.uint8),
+             'label': np.zeros((local_batch,), np.int32)}
+    start = time.perf_counter()
+    compiled[size] = step.lower(run.state, parallel.global_batch_spec(local, mesh)
+                                ).compile()
+    logging.info('Compiled the train step for %dx%d inputs in %.1f s.', size, size,
+                 time.perf_counter() - start)
+  return compiled
+
+
+def train_size(config, epoch: int) -> int:
+  """The input size of an epoch under the 'epoch' schedule (the paper's)."""
+  sizes = tuple(config.train_sizes)
+  return sizes[epoch % len(sizes)]
+
+
+def _is_eval_step(config, step: int, steps_per_epoch: int, total_steps: int) -> bool:
+  if step == total_steps:
+    return True
+  if config.eval_every_steps > 0:
+    return step % config.eval_every_steps == 0
+  return step % steps_per_epoch == 0
+
+
+def _write_train_metrics(writer, step: int, metrics: TrainMetrics, seconds: float,
+                         steps: int, batch_size: int) -> None:
+  values = jax.device_get(metrics.compute())
+  if not np.isfinite(values['loss']):
+    raise FloatingPointError(
+        f'the training loss is {values["loss"]} at step {step}: the run diverged; '
+        'lower --config.learning_rate or raise --config.warmup_epochs, then rerun '
+        '(training resumes from the last checkpoint).')
+  scalars = {f'train_{k}': float(v) for k, v in values.items()}
+  scalars['train_images_per_sec'] = steps * batch_size / max(seconds, 1e-9)
+  writer.write_scalars(step, scalars)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains (resuming from the latest checkpoint in `workdir` if there is one),
+  evaluates periodically, and returns the final evaluation metrics."""
+  run = setup(config)
+  config, mesh = run.config, run.mesh
+  is_main = jax.process_index() == 0
+  writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+  store = checkpoints.Checkpoints(workdir, config, run.info.class_names)
+  state, start_step = run.state, 0
+  if store.latest_step() is not None:
+    start_step = store.latest_step()
+    state, _ = store.restore(store.latest, start_step, state)
+    logging.info('Resumed from %s at step %d.', store.latest.directory, start_step)
+  else:
+    writer.write_hparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                          for k, v in config.to_dict().items()})
+
+  steps = compile_train_steps(run)
+  eval_step = evaluate.make_eval_step(run.model, mesh, run.state_sharding.params)
+  local_batch = parallel.local_batch_size(config.batch_size)
+  hooks = [periodic_actions.ReportProgress(num_train_steps=run.total_steps,
+                                           writer=writer)] if is_main else []
+  logging.info('Training %s on %s: %d steps of %d images (%d per epoch), sizes %s.',
+               config.model, config.dataset, run.total_steps, config.batch_size,
+               run.steps_per_epoch, tuple(config.train_sizes))
+
+  eval_metrics, step = {}, start_step
+  train_metrics, last_log, last_log_step = None, time.perf_counter(), step
+  while step < run.total_steps:
+    epoch, offset = divmod(step, run.steps_per_epoch)
+    epoch_steps = min(run.steps_per_epoch, run.total_steps - epoch * run.steps_per_epoch)
+    size = train_size(config, epoch)
+    dataset = input_pipeline.train_dataset(
+        config, epoch=epoch, image_size=size, local_batch_size=local_batch,
+        steps=epoch_steps, skip_batches=offset, process_index=jax.process_index(),
+        process_count=jax.process_count())
+    for batch in parallel.prefetch_to_mesh(dataset.as_numpy_iterator(), mesh):
+      state, metrics = steps[size](state, batch)
+      step += 1
+      train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
+      for hook in hooks:
+        hook(step)
+      if step % config.log_every_steps == 0 or step == run.total_steps:
+        now = time.perf_counter()
+        _write_train_metrics(writer, step, train_metrics, now - last_log,
+                             step - last_log_step, config.batch_size)
+        train_metrics, last_log, last_log_step = None, now, step
+      store.save_latest(step, state, force=step == run.total_steps)
+      if _is_eval_step(config, step, run.steps_per_epoch, run.total_steps):
+        eval_metrics = evaluate.evaluate(eval_step, state.params, config, mesh)
+        writer.write_scalars(step, {f'eval_{k}': v for k, v in eval_metrics.items()})
+        store.save_best(step, state, {k: eval_metrics[k] for k in ('top1', 'top5',
+                                                                   'loss')})
+    if step < (epoch + 1) * run.steps_per_epoch and step < run.total_steps:
+      raise RuntimeError(f'the input pipeline ended early at step {step} of epoch '
+                         f'{epoch}.')
+  if not eval_metrics:  # Resumed at the end: score the final state again.
+    eval_metrics = evaluate.evaluate(eval_step, state.params, config, mesh)
+  store.wait()
+  store.close()
+  writer.flush()
+  return eval_metrics
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
+                        step: int | None = None) -> dict:
+  """Restores the best checkpoint of `workdir` (or `step` of the latest ones) and
+  scores the validation split."""
+  run = setup(config)
+  store = checkpoints.Checkpoints(workdir, run.config, run.info.class_names)
+  manager = store.best if step is None else store.latest
+  step = store.best_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(
+        f'no checkpoint in {store.best.directory}: train first with the same '
+        '--workdir, or point --workdir at a trained run.')
+  state, _ = store.restore(manager, step, run.state)
+  eval_step = evaluate.make_eval_step(run.model, run.mesh, run.state_sharding.params)
+  metrics = evaluate.evaluate(eval_step, state.params, run.config, run.mesh)
+  metrics['step'] = step
+  store.close()
+  return metrics

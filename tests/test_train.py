@@ -1,0 +1,79 @@
+"""The training loop end to end on a small generated image folder."""
+
+import logging
+import os
+import re
+
+import jax
+import numpy as np
+import pytest
+
+from sppnet_jax import train
+from tests.helpers import small_config, small_dataset
+
+
+class _CompileLog(logging.Handler):
+  """Collects JAX's own 'Finished XLA compilation of jit(NAME)' log lines."""
+
+  def __init__(self):
+    super().__init__(logging.DEBUG)
+    self.names = []
+
+  def emit(self, record):
+    match = re.search(r'Finished XLA compilation of jit\((\w+)\)', record.getMessage())
+    if match:
+      self.names.append(match.group(1))
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  return small_dataset(str(tmp_path_factory.mktemp('train')))
+
+
+def test_two_size_run_compiles_once_per_size_and_scores_every_example(
+    data_dir, tmp_path):
+  # 80 train images / batch 16 = 5 steps per epoch; 3 epochs alternate 64, 48, 64.
+  config = small_config(data_dir, num_epochs=3)
+  log = _CompileLog()
+  jax_logger = logging.getLogger('jax')
+  jax_logger.addHandler(log)
+  jax.config.update('jax_log_compiles', True)
+  try:
+    metrics = train.train_and_evaluate(config, str(tmp_path))
+  finally:
+    jax.config.update('jax_log_compiles', False)
+    jax_logger.removeHandler(log)
+  assert log.names.count('train_step') == 2, log.names
+  assert log.names.count('eval_step') == 1, log.names
+  # 30 validation images, batches of 16: the last batch is padded and masked.
+  assert metrics['num_examples'] == 30
+  assert 0.0 <= metrics['top1'] <= metrics['top5'] <= 1.0
+  assert np.isfinite(metrics['loss'])
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['10', '15']
+  assert os.listdir(tmp_path / 'best')
+
+
+def test_rerun_resumes_and_eval_mode_scores_the_best(data_dir, tmp_path):
+  config = small_config(data_dir, num_epochs=2, keep_best_checkpoints=1)
+  first = train.train_and_evaluate(config, str(tmp_path))
+  again = train.train_and_evaluate(config, str(tmp_path))  # Nothing left to train.
+  assert again == first
+  scored = train.evaluate_checkpoint(config, str(tmp_path))
+  assert scored['num_examples'] == 30
+  assert scored['step'] in (5, 10)
+
+
+def test_checkpoint_of_another_model_is_a_clear_error(data_dir, tmp_path):
+  train.train_and_evaluate(small_config(data_dir, num_epochs=1), str(tmp_path))
+  other = small_config(data_dir, num_epochs=2, spp_levels=(4, 2, 1))
+  with pytest.raises(ValueError, match=r'spp_levels: checkpoint \[6, 3, 2, 1\]'):
+    train.train_and_evaluate(other, str(tmp_path))
+
+
+def test_config_errors_are_one_line(data_dir):
+  with pytest.raises(ValueError, match='num_classes=7 but'):
+    train.setup(small_config(data_dir, num_classes=7))
+  with pytest.raises(ValueError, match='multiple of'):
+    train.setup(small_config(data_dir, batch_size=0))
+  with pytest.raises(ValueError, match='at least 31'):
+    train.setup(small_config(data_dir, train_sizes=(24,)))
