@@ -62,20 +62,41 @@ flags.mark_flags_as_required(['workdir'])
 _USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
 
 
+def _is_multiprocess_cluster() -> bool:
+  """SLURM with several tasks, or a TPU VM that is one of several workers: JAX
+  finds the coordinator, process count and id itself there."""
+  if int(os.environ.get('SLURM_NTASKS', '1')) > 1:
+    return True
+  return ',' in os.environ.get('TPU_WORKER_HOSTNAMES', '')
+
+
 def _start_jax(workdir: str) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   if FLAGS.num_processes or FLAGS.coordinator_address or FLAGS.process_id is not None:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes,
                                process_id=FLAGS.process_id)
+  elif _is_multiprocess_cluster():
+    jax.distributed.initialize()
+  if jax.process_index() > 0:  # Process 0 reports for all.
+    logging.set_verbosity(logging.WARNING)
   # Restarts reuse compiled steps instead of compiling again.
   jax.config.update('jax_compilation_cache_dir', os.path.join(workdir, 'jax_cache'))
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
 
 
+class _QuietLibraries:
+  """Keeps the libraries' routine INFO lines (Orbax's per-save reports) out of
+  the console, so that the progress and metric lines stay readable."""
+
+  def filter(self, record) -> bool:
+    return record.levelno >= 30 or '/orbax/' not in record.pathname
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')  # tf.data only: the devices are JAX's.
   from sppnet_jax import train  # pylint: disable=g-import-not-at-top

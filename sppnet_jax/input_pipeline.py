@@ -356,8 +356,8 @@ def _decode_and_skip_corrupt(ds, decode, *, kind, start, describe, fill_gaps):
 
     logged = tf.cond(gap > 0, log_gap, lambda: tf.constant(0, tf.int64))
     with tf.control_dependencies([logged]):
-      copies = tf.identity(1 + gap) if fill_gaps else tf.constant(
-          1, tf.int64)
+      # A gap in training is filled with copies of this (the next good) image.
+      copies = tf.identity(1 + gap if fill_gaps else tf.ones_like(gap))
     out = {k: v for k, v in e.items() if k not in ('pos', 'sentinel')}
     if 'sentinel' in e:
       copies = tf.where(e['sentinel'], tf.constant(0, tf.int64), copies)

@@ -13,14 +13,15 @@ from tests.helpers import small_config, small_dataset
 
 
 class _CompileLog(logging.Handler):
-  """Collects JAX's own 'Finished XLA compilation of jit(NAME)' log lines."""
+  """Collects JAX's own 'Compiling jit(NAME) ...' log lines (logged for every
+  compilation, whether or not the persistent cache then serves it)."""
 
   def __init__(self):
     super().__init__(logging.DEBUG)
     self.names = []
 
   def emit(self, record):
-    match = re.search(r'Finished XLA compilation of jit\((\w+)\)', record.getMessage())
+    match = re.search(r'^Compiling jit\((\w+)\)', record.getMessage())
     if match:
       self.names.append(match.group(1))
 
