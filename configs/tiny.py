@@ -26,7 +26,7 @@ def get_config():
   config.batch_size = 32
   config.eval_batch_size = 64
   config.num_epochs = 12
-  config.learning_rate = 0.02
+  config.learning_rate = 0.01
   config.warmup_epochs = 1.0
   config.log_every_steps = 50
   config.checkpoint_every_steps = 200

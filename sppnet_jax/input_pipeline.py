@@ -13,6 +13,12 @@ encoded bytes. Both feed the same decode/augment stage:
 * eval: resize the short side to `eval_resize` (aspect kept), centre crop
   `eval_size`. Not random.
 
+Resizing is bilinear without antialiasing by default, like the authors' Caffe
+pipeline (OpenCV's linear warp) and most reproductions; `resize_antialias=True`
+filters properly when shrinking, at roughly half the CPU throughput. JPEGs are
+decoded with the accurate integer IDCT (as PIL, OpenCV and Caffe do), not TF's
+default fast one.
+
 Images leave the pipeline as uint8 (normalisation happens on device); labels are
 int32. Every batch has exactly `local_batch_size` examples.
 
@@ -21,8 +27,10 @@ epoch is a shuffle seeded by (seed, epoch) and every example's crop and flip com
 from a key folded from (seed, epoch, process, position in the epoch). So
 `train_dataset(..., skip_batches=k)` yields exactly the batches k, k+1, ... of the
 un-skipped dataset, and the skip happens before any image is read. This holds when
-`config.deterministic` is True (the default; with False, TFDS reads files in a
-racy order). The decode stage itself is always ordered because the corrupt-image
+`config.deterministic` is True (the default; with False, TFDS interleaves its
+files in a non-deterministic order). Image folders are shuffled exactly (a full
+permutation of the file list); TFDS records are shuffled by file and then in a
+`shuffle_buffer_size` buffer of encoded images. The decode stage itself is always ordered because the corrupt-image
 handling below relies on that order.
 
 Multiple processes. Process p of P reads a disjoint part of each split; the
@@ -53,10 +61,9 @@ import collections
 import dataclasses
 import functools
 import logging
-import math
 import os
 import threading
-from typing import Any, Callable, Sequence
+from typing import Sequence, Any, Callable
 
 import numpy as np
 import tensorflow as tf
@@ -146,7 +153,8 @@ def get_dataset_info(config) -> DatasetInfo:
       num_eval_examples=_tfds_num_examples(builder, config.eval_split))
 
 
-def train_dataset(config, *, epoch: int, image_size: int, local_batch_size: int,
+def train_dataset(config, *, epoch: int, image_size: int | Sequence[int],
+                  local_batch_size: int,
                   steps: int, skip_batches: int = 0, process_index: int = 0,
                   process_count: int = 1) -> tf.data.Dataset:
   """The training batches of one epoch for this process.
@@ -155,7 +163,10 @@ def train_dataset(config, *, epoch: int, image_size: int, local_batch_size: int,
     config: the experiment config (data fields, seed, deterministic).
     epoch: epoch number; selects the shuffle and the augmentation keys.
     image_size: output side; crops are made at `max(config.train_sizes)` and
-      resized to `image_size` when that is smaller.
+      resized to `image_size` when that is smaller. A sequence of sizes
+      alternates per batch (size_schedule='step'): batch b of the epoch, counted
+      before any skip, gets `image_size[b % len(image_size)]`, resized from
+      the same crop.
     local_batch_size: examples per batch in this process.
     steps: batches in the (un-skipped) epoch, the same on every process; the
       process's shard is repeated (reshuffled) as often as needed.
@@ -175,7 +186,9 @@ def train_dataset(config, *, epoch: int, image_size: int, local_batch_size: int,
         f'Need local_batch_size >= 1, steps >= 0, skip_batches >= 0; got '
         f'{local_batch_size}, {steps}, {skip_batches}.')
   crop_size = int(max(config.train_sizes))
-  image_size = int(image_size)
+  batch_sizes = (tuple(int(size) for size in image_size)
+                 if isinstance(image_size, (tuple, list)) else ())
+  image_size = crop_size if batch_sizes else int(image_size)
   num_batches = max(steps - skip_batches, 0)
   start = min(skip_batches, steps) * local_batch_size
   end = steps * local_batch_size
@@ -204,7 +217,7 @@ def train_dataset(config, *, epoch: int, image_size: int, local_batch_size: int,
       area_range=(float(config.crop_min_area), 1.0),
       aspect_range=tuple(float(a) for a in config.crop_aspect_range),
       fallback_ratio=float(config.eval_size) / float(config.eval_resize),
-      antialias=bool(config.get('resize_antialias', True)))
+      antialias=bool(config.get('resize_antialias', False)))
   ds = _decode_and_skip_corrupt(ds, decode, kind='train', start=start,
                                 describe=describe, fill_gaps=True)
   needed = num_batches * local_batch_size
@@ -214,8 +227,27 @@ def train_dataset(config, *, epoch: int, image_size: int, local_batch_size: int,
   ds = ds.take(needed)
   ds = ds.batch(local_batch_size, drop_remainder=True,
                 num_parallel_calls=_AUTOTUNE)
+  if batch_sizes:
+    ds = _alternate_batch_sizes(ds, batch_sizes, crop_size, skip_batches,
+                                bool(config.get('resize_antialias', False)))
   ds = ds.prefetch(_AUTOTUNE)
   return ds.with_options(_options(config))
+
+
+def _alternate_batch_sizes(ds, sizes, crop_size, first_batch, antialias):
+  """Resizes batch b (b counted from the epoch start) to sizes[b % len(sizes)]."""
+  table = tf.constant(sizes, tf.int32)
+
+  def resize(index, batch):
+    size = table[tf.cast(index % len(sizes), tf.int32)]
+    image = tf.cond(
+        size == crop_size, lambda: batch['image'],
+        lambda: _to_uint8(tf.image.resize(batch['image'], [size, size],
+                                          method='bilinear', antialias=antialias)))
+    image.set_shape([batch['image'].shape[0], None, None, 3])
+    return dict(batch, image=image)
+
+  return ds.enumerate(start=first_batch).map(resize, num_parallel_calls=_AUTOTUNE)
 
 
 def eval_dataset(config, *, local_batch_size: int, process_index: int = 0,
@@ -228,6 +260,10 @@ def eval_dataset(config, *, local_batch_size: int, process_index: int = 0,
   `num_eval_batches(config, ...)` batches. Unreadable images are skipped (not
   counted as examples), logged and counted in `num_skipped_images('eval')`.
 
+  With `config.cache_eval`, the same dataset object is returned on every call
+  with the same arguments and keeps its decoded batches in memory after the
+  first complete pass (later evaluations read no files).
+
   Returns:
     A dataset of dicts {'image': uint8 [B, eval_size, eval_size, 3], 'label':
     int32 [B], 'mask': bool [B]}, B = local_batch_size.
@@ -239,6 +275,13 @@ def eval_dataset(config, *, local_batch_size: int, process_index: int = 0,
   if resize < size:
     raise ValueError(f'config.eval_resize ({resize}) must be >= '
                      f'config.eval_size ({size}).')
+  cache_key = None
+  if config.get('cache_eval', False):
+    cache_key = (config.dataset, config.data_dir, config.eval_split, size,
+                 resize, bool(config.get('resize_antialias', False)),
+                 local_batch_size, process_index, process_count)
+    if cache_key in _eval_cache:
+      return _eval_cache[cache_key]
   num_batches = num_eval_batches(config, local_batch_size=local_batch_size,
                                  process_count=process_count)
   if _is_folder_dataset(config):
@@ -254,7 +297,7 @@ def eval_dataset(config, *, local_batch_size: int, process_index: int = 0,
                                      process_count=process_count)
   decode = functools.partial(
       _decode_eval, is_path=is_path, size=size, resize=resize,
-      antialias=bool(config.get('resize_antialias', True)))
+      antialias=bool(config.get('resize_antialias', False)))
   ds = _decode_and_skip_corrupt(ds, decode, kind='eval', start=0,
                                 describe=describe, fill_gaps=False)
   ds = ds.map(_nc(lambda e: {'image': e['image'], 'label': e['label'],
@@ -265,8 +308,18 @@ def eval_dataset(config, *, local_batch_size: int, process_index: int = 0,
       'mask': tf.constant(False)}).repeat()
   ds = ds.concatenate(padding).take(num_batches * local_batch_size)
   ds = ds.batch(local_batch_size, drop_remainder=True)
-  ds = ds.prefetch(_AUTOTUNE)
-  return ds.with_options(_options(config))
+  if cache_key is not None:
+    # Decoded batches stay in memory after the first complete pass (about
+    # examples * eval_size^2 * 3 bytes: 20 MB for the embedded set, 7.5 GB for
+    # ImageNet at 224). A pass cut short caches nothing.
+    ds = ds.cache()
+  ds = ds.prefetch(_AUTOTUNE).with_options(_options(config))
+  if cache_key is not None:
+    _eval_cache[cache_key] = ds
+  return ds
+
+
+_eval_cache: dict[tuple[Any, ...], tf.data.Dataset] = {}
 
 
 def num_eval_batches(config, *, local_batch_size: int,
@@ -654,11 +707,14 @@ def _tfds_builder_cached(name, data_dir, manual_dir):
   tfds = _tfds()
   try:
     builder = tfds.builder(name, data_dir=data_dir or None)
-  except Exception as e:  # pylint: disable=broad-except
+  except tfds.core.registered.DatasetNotFoundError:
     raise ValueError(
-        f'Unknown data set {name!r} ({type(e).__name__}): use '
-        "--config.dataset=embedded, imagefolder, or a TFDS name such as "
-        'imagenet2012.') from None
+        f'Unknown data set {name!r}: use --config.dataset=embedded, '
+        'imagefolder, or a TFDS name such as imagenet2012.') from None
+  except ImportError as e:
+    raise ValueError(
+        f'TFDS builder {name!r} needs a missing package ({e}): pip install '
+        '-r requirements.txt.') from None
   if not builder.is_prepared():
     actual_dir = data_dir or os.environ.get('TFDS_DATA_DIR') or (
         '~/tensorflow_datasets')

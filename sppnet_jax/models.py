@@ -70,12 +70,205 @@ def min_input_size() -> int:
 
 def max_pool_ceil(x: jnp.ndarray, window: int = 3, stride: int = 2) -> jnp.ndarray:
   """Caffe ceil-mode max pooling: the last window may run past the edge and then
-  sees only real pixels (the missing bottom/right part is padded with -inf)."""
-  pads = []
-  for size in x.shape[1:3]:
-    out = _ceil_pool_out(size, window, stride)
-    pads.append((0, max((out - 1) * stride + window - size, 0)))
-  return nn.max_pool(x, (window, window), (stride, stride), padding=pads)
+  sees only real pixels (the missing bottom/right part is padded with -inf).
+
+  Computed separably, as the max of `window` strided row slices and then of
+  `window` strided column slices: the same values as a reduce_window max, and on
+  XLA's CPU backend much faster to differentiate than its select-and-scatter
+  (the gradient is the same except that an exact tie inside a window shares it).
+  """
+  sizes = x.shape[1:3]
+  outs = [_ceil_pool_out(size, window, stride) for size in sizes]
+  pads = [max((out - 1) * stride + window - size, 0) for out, size in zip(outs, sizes)]
+  x = jnp.pad(x, ((0, 0), (0, pads[0]), (0, pads[1]), (0, 0)),
+              constant_values=-jnp.inf)
+  for axis, out in ((1, outs[0]), (2, outs[1])):
+    pooled = None
+    for offset in range(window):
+      part = jax.lax.slice_in_dim(x, offset, offset + (out - 1) * stride + 1, stride,
+                                  axis=axis)
+      pooled = part if pooled is None else jnp.maximum(pooled, part)
+    x = pooled
+  return x
+
+
+CONV_IMPLS = ('auto', 'xla', 'im2col')
+
+
+def _xla_conv(x, kernel, stride: int, padding: int):
+  return jax.lax.conv_general_dilated(
+      x, kernel, (stride, stride), ((padding, padding), (padding, padding)),
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+def _patches(x, kh: int, kw: int, stride: int, padding: int):
+  """The im2col matrix: (N*Ho*Wo, kh*kw*Cin), columns in HWIO-kernel order."""
+  n, h, w, cin = x.shape
+  ho, wo = _conv_out(h, kh, stride, padding), _conv_out(w, kw, stride, padding)
+  if padding:
+    x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+  shifts = [
+      jax.lax.slice(x, (0, i, j, 0),
+                    (n, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, cin),
+                    (1, stride, stride, 1))
+      for i in range(kh) for j in range(kw)
+  ]
+  patches = shifts[0] if len(shifts) == 1 else jnp.concatenate(shifts, axis=-1)
+  return patches.reshape(n * ho * wo, kh * kw * cin)
+
+
+def _im2col_conv(x, kernel, stride: int, padding: int, patches=None):
+  kh, kw, cin, cout = kernel.shape
+  n, h, w, _ = x.shape
+  ho, wo = _conv_out(h, kh, stride, padding), _conv_out(w, kw, stride, padding)
+  if patches is None:
+    patches = _patches(x, kh, kw, stride, padding)
+  out = jnp.dot(patches, kernel.reshape(kh * kw * cin, cout))
+  return out.reshape(n, ho, wo, cout)
+
+
+def _im2col_forward(x, kernel, stride: int) -> bool:
+  """Where XLA:CPU's own convolution is slower forward than im2col + matmul:
+  strided convolutions with more than a few input channels (conv2's 5x5/2). The
+  first layer (3 channels: 3-wide patch pieces) and the 3x3/1 layers are faster
+  as XLA convolutions."""
+  return stride > 1 and x.shape[-1] >= 16
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _auto_conv(x, kernel, stride, padding):
+  if _im2col_forward(x, kernel, stride):
+    return _im2col_conv(x, kernel, stride, padding)
+  return _xla_conv(x, kernel, stride, padding)
+
+
+def _auto_conv_fwd(x, kernel, stride, padding):
+  kh, kw = kernel.shape[:2]
+  if _im2col_forward(x, kernel, stride):
+    patches = _patches(x, kh, kw, stride, padding)
+    return _im2col_conv(x, kernel, stride, padding, patches), (x, kernel, patches)
+  return _xla_conv(x, kernel, stride, padding), (x, kernel, None)
+
+
+def _auto_conv_bwd(stride, padding, residuals, g):
+  x, kernel, patches = residuals
+  kh, kw, cin, cout = kernel.shape
+  if patches is None:
+    patches = _patches(x, kh, kw, stride, padding)
+  # dW = patches^T @ dY: a plain matrix product, ~2-3x faster than XLA:CPU's
+  # weight-gradient convolution. dX: XLA's input-gradient convolution, which is
+  # as fast as the col2im alternative (and is dropped by XLA for the first layer,
+  # whose input gradient nothing uses).
+  g_rows = g.reshape(-1, cout)
+  d_kernel = jax.lax.dot_general(patches, g_rows, (((0,), (0,)), ((), ())))
+  _, conv_vjp = jax.vjp(lambda v: _xla_conv(v, kernel, stride, padding), x)
+  (d_x,) = conv_vjp(g)
+  return d_x, d_kernel.reshape(kh, kw, cin, cout).astype(kernel.dtype)
+
+
+_auto_conv.defvjp(_auto_conv_fwd, _auto_conv_bwd)
+
+
+def conv2d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: int,
+           impl: str = 'auto') -> jnp.ndarray:
+  """NHWC x HWIO convolution with square stride and symmetric zero padding.
+
+  'xla' is lax.conv_general_dilated, differentiated by JAX. 'im2col' gathers the
+  kh*kw strided shifts of the input into one (N*Ho*Wo, kh*kw*Cin) patch matrix
+  (the column order of the HWIO kernel reshaped to (kh*kw*Cin, Cout)) and
+  multiplies. 'auto' (the default) picks per pass what is fastest on XLA:CPU,
+  whose matrix multiply is far faster than its convolutions: forward by im2col
+  for strided convolutions of many channels (conv2), else by XLA; the weight
+  gradient always as patches^T @ dY; the input gradient by XLA. All three compute
+  the same sums (tests/test_conv_impl.py checks values and gradients against
+  lax.conv_general_dilated). On a GPU or TPU 'auto' is 'xla'.
+  """
+  if impl == 'xla':
+    return _xla_conv(x, kernel, stride, padding)
+  if impl == 'im2col':
+    return _im2col_conv(x, kernel, stride, padding)
+  if impl == 'auto':
+    if jax.default_backend() != 'cpu':  # cuDNN / TPU convolutions: use them.
+      return _xla_conv(x, kernel, stride, padding)
+    return _auto_conv(x, kernel, stride, padding)
+  raise ValueError(f'unknown convolution implementation {impl!r}: use one of '
+                   f'{CONV_IMPLS}.')
+
+
+class Conv(nn.Module):
+  """nn.Conv's parameters ('kernel' HWIO, 'bias') and result for square kernels
+  and strides and symmetric padding, computed by `conv2d` with `impl`."""
+  features: int
+  kernel_size: int
+  stride: int = 1
+  padding: int = 0
+  impl: str = 'auto'
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+  kernel_init: Any = nn.initializers.lecun_normal()
+  bias_init: Any = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    shape = (self.kernel_size, self.kernel_size, x.shape[-1], self.features)
+    kernel = self.param('kernel', self.kernel_init, shape, self.param_dtype)
+    bias = self.param('bias', self.bias_init, (self.features,), self.param_dtype)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    return conv2d(x, kernel, self.stride, self.padding, self.impl) + bias
+
+
+def _window_sum(x: jnp.ndarray, axes: tuple[int, ...], size: int,
+                transpose: bool = False) -> jnp.ndarray:
+  """Zero-padded sum over a `size`-long window along each of `axes` (same length
+  out as in), as a sum of shifted slices: XLA fuses it into one elementwise loop.
+  `transpose=True` gives the adjoint (the window mirrored), for even sizes."""
+  half = (size - 1) // 2
+  pad = (size - 1 - half, half) if transpose else (half, size - 1 - half)
+  for axis in axes:
+    length = x.shape[axis]
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = pad
+    padded = jnp.pad(x, widths)
+    total = None
+    for offset in range(size):
+      part = jax.lax.slice_in_dim(padded, offset, offset + length, axis=axis)
+      total = part if total is None else total + part
+    x = total
+  return x
+
+
+def _neg_pow(t: jnp.ndarray, beta: float) -> jnp.ndarray:
+  """t ** -beta, with square roots for the usual betas (0.75: ZF-5 and AlexNet;
+  0.5): the same value to float rounding, several times faster than pow on CPU."""
+  if beta == 0.75:
+    r = jax.lax.rsqrt(t)
+    return r * jnp.sqrt(r)
+  if beta == 0.5:
+    return jax.lax.rsqrt(t)
+  return t ** -beta
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4, 5))
+def _lrn(x, axes, size, scaled_alpha, beta, k):
+  """y = x * (k + scaled_alpha * window_sum(x^2)) ** -beta, float32 in and out."""
+  return x * _neg_pow(k + scaled_alpha * _window_sum(x * x, axes, size), beta)
+
+
+def _lrn_fwd(x, axes, size, scaled_alpha, beta, k):
+  return _lrn(x, axes, size, scaled_alpha, beta, k), x
+
+
+def _lrn_bwd(axes, size, scaled_alpha, beta, k, x, g):
+  # dy_j/dx_i = [i == j] t_j^-beta - 2 beta scaled_alpha x_i x_j t_j^(-beta-1) for
+  # i in j's window; t is recomputed here rather than stored (memory-bound anyway).
+  t = k + scaled_alpha * _window_sum(x * x, axes, size)
+  scale = _neg_pow(t, beta)
+  inner = g * x * scale / t
+  return (g * scale - (2 * beta * scaled_alpha) * x * _window_sum(
+      inner, axes, size, transpose=True),)
+
+
+_lrn.defvjp(_lrn_fwd, _lrn_bwd)
 
 
 class LocalResponseNorm(nn.Module):
@@ -83,7 +276,8 @@ class LocalResponseNorm(nn.Module):
 
   'within_channel' (the authors' ZF-5) averages over a size x size spatial window
   with zero padding, always dividing by size^2; 'across_channel' (AlexNet) averages
-  over `size` neighbouring channels.
+  over `size` neighbouring channels. The window sums are shifted slices and the
+  gradient is written out (one fused pass each way), see `_lrn`.
   """
   mode: str = 'within_channel'
   size: int = 3
@@ -93,22 +287,16 @@ class LocalResponseNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-    half = (self.size - 1) // 2
-    pad = (half, self.size - 1 - half)
-    squares = jnp.square(x.astype(jnp.float32))
     if self.mode == 'within_channel':
-      window, padding = (1, self.size, self.size, 1), ((0, 0), pad, pad, (0, 0))
-      count = self.size * self.size
+      axes, count = (1, 2), self.size * self.size
     elif self.mode == 'across_channel':
-      window, padding = (1, 1, 1, self.size), ((0, 0), (0, 0), (0, 0), pad)
-      count = self.size
+      axes, count = (3,), self.size
     else:
       raise ValueError(f"unknown LRN mode {self.mode!r}: use 'within_channel', "
                        "'across_channel' or 'none'.")
-    sums = jax.lax.reduce_window(squares, 0., jax.lax.add, window, (1, 1, 1, 1),
-                                 padding)
-    scale = self.k + (self.alpha / count) * sums
-    return (x.astype(jnp.float32) * scale ** -self.beta).astype(x.dtype)
+    y = _lrn(x.astype(jnp.float32), axes, self.size, self.alpha / count,
+             float(self.beta), float(self.k))
+    return y.astype(x.dtype)
 
 
 class _ZF5(nn.Module):
@@ -120,6 +308,8 @@ class _ZF5(nn.Module):
   width_multiplier: float = 1.0
   fc_dim: int = 4096
   dtype: Any = jnp.float32
+  # How the convolutions are computed (see `conv2d`); parameters are the same.
+  conv_impl: str = 'auto'
 
   def _initializers(self, name: str, fan_out_last: bool = False):
     if self.initializer == 'caffe':
@@ -135,9 +325,8 @@ class _ZF5(nn.Module):
     name = f'conv{index + 1}'
     features = max(1, int(round(_ZF5_CHANNELS[index] * self.width_multiplier)))
     kernel_init, bias_init = self._initializers(name)
-    x = nn.Conv(features, (kernel, kernel), (stride, stride),
-                padding=((pad, pad), (pad, pad)), dtype=self.dtype,
-                kernel_init=kernel_init, bias_init=bias_init, name=name)(x)
+    x = Conv(features, kernel, stride, pad, impl=self.conv_impl, dtype=self.dtype,
+             kernel_init=kernel_init, bias_init=bias_init, name=name)(x)
     return nn.relu(x)
 
   def _norm(self, x):

@@ -172,13 +172,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   while step < run.total_steps:
     epoch, offset = divmod(step, run.steps_per_epoch)
     epoch_steps = min(run.steps_per_epoch, run.total_steps - epoch * run.steps_per_epoch)
-    size = train_size(config, epoch)
+    sizes = (train_size(config, epoch) if config.size_schedule == 'epoch' else
+             tuple(config.train_sizes))
     dataset = input_pipeline.train_dataset(
-        config, epoch=epoch, image_size=size, local_batch_size=local_batch,
+        config, epoch=epoch, image_size=sizes, local_batch_size=local_batch,
         steps=epoch_steps, skip_batches=offset, process_index=jax.process_index(),
         process_count=jax.process_count())
     for batch in parallel.prefetch_to_mesh(dataset.as_numpy_iterator(), mesh):
-      state, metrics = steps[size](state, batch)
+      state, metrics = steps[batch['image'].shape[1]](state, batch)
       step += 1
       train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
       for hook in hooks:

@@ -45,15 +45,16 @@ def _write_png(path, colour, size):
 
 def make_config(**overrides):
   config = default_config.get_config()
-  config.dataset = 'imagefolder'
-  config.train_sizes = (16, 12)
-  config.eval_size = 12
-  config.eval_resize = 14
-  config.crop_min_area = 0.3
-  config.seed = 7
-  config.data_threads = 2
-  for k, v in overrides.items():
-    config[k] = v
+  with config.unlocked():  # data_threads, resize_antialias may be new fields
+    config.dataset = 'imagefolder'
+    config.train_sizes = (16, 12)
+    config.eval_size = 12
+    config.eval_resize = 14
+    config.crop_min_area = 0.3
+    config.seed = 7
+    config.data_threads = 2
+    for k, v in overrides.items():
+      config[k] = v
   return config
 
 
@@ -191,6 +192,26 @@ def test_eval_every_example_once(id_folder, process_count, batch_size,
   assert sorted(all_ids) == sorted(expected['val'])  # each exactly once
 
 
+def test_cache_eval_reads_files_once(id_folder, tmp_path):
+  root, expected = id_folder
+  for split in ('train', 'val'):
+    for name in ID_CLASSES:
+      os.makedirs(tmp_path / split / name)
+      for f in os.listdir(os.path.join(root, split, name)):
+        os.link(os.path.join(root, split, name, f), tmp_path / split / name / f)
+  config = make_config(data_dir=str(tmp_path), cache_eval=True)
+  first, ids = _eval_ids(config, local_batch_size=4)
+  assert sorted(ids) == sorted(expected['val'])
+  for name in ID_CLASSES:  # the files are gone: a second pass is from memory
+    for f in os.listdir(tmp_path / 'val' / name):
+      os.remove(tmp_path / 'val' / name / f)
+  second, _ = _eval_ids(config, local_batch_size=4)
+  assert len(first) == len(second)
+  for a, b in zip(first, second):
+    for k in ('image', 'label', 'mask'):
+      np.testing.assert_array_equal(a[k], b[k])
+
+
 def test_eval_split_folder_choice(id_folder, tmp_path):
   root, _ = id_folder
   # eval_split='validation' has no folder here: falls back to val/.
@@ -226,15 +247,16 @@ def test_eval_centre_crop_pixels(tmp_path):
   Image.fromarray(exact).save(tmp_path / 'val' / 'x' / 'a.png')
   Image.fromarray(smooth).save(tmp_path / 'val' / 'x' / 'b.png')
   Image.fromarray(exact).save(tmp_path / 'train' / 'x' / 'a.png')
-  config = make_config(data_dir=str(tmp_path), resize_antialias=True)
-  (batch,) = list(ip.eval_dataset(config, local_batch_size=2)
-                  .as_numpy_iterator())
-  # top = (14 - 12) // 2 = 1, left = (21 - 12) // 2 = 4.
-  np.testing.assert_array_equal(batch['image'][0], exact[1:13, 4:16])
   ref = np.asarray(Image.fromarray(smooth).resize((14, 20), Image.BILINEAR))
   ref = ref[4:16, 1:13].astype(int)  # top = (20-12)//2, left = (14-12)//2
-  diff = np.abs(batch['image'][1].astype(int) - ref)
-  assert diff.mean() < 2.5, diff.mean()
+  for antialias in (False, True):
+    config = make_config(data_dir=str(tmp_path), resize_antialias=antialias)
+    (batch,) = list(ip.eval_dataset(config, local_batch_size=2)
+                    .as_numpy_iterator())
+    # top = (14 - 12) // 2 = 1, left = (21 - 12) // 2 = 4.
+    np.testing.assert_array_equal(batch['image'][0], exact[1:13, 4:16])
+    diff = np.abs(batch['image'][1].astype(int) - ref)
+    assert diff.mean() < 2.5, (antialias, diff.mean())
 
 
 def test_multi_size_is_the_same_crop_resized(tmp_path):
@@ -553,3 +575,28 @@ def test_tfds_mock_cifar10(tmp_path):
     assert batches[0]['image'].dtype == np.uint8
     assert batches[0]['label'].dtype == np.int32
     assert ((0 <= batches[0]['label']) & (batches[0]['label'] < 10)).all()
+
+
+def test_per_step_sizes_alternate_by_batch_and_survive_a_skip(tmp_path):
+  for split in ('train', 'val'):
+    os.makedirs(tmp_path / split / 'x')
+  for i in range(12):
+    Image.fromarray(_smooth_image(60, 80, seed=i)).save(
+        tmp_path / 'train' / 'x' / f'{i}.jpg', quality=95)
+  Image.fromarray(_smooth_image(60, 80, seed=9)).save(
+      tmp_path / 'val' / 'x' / 'v.jpg', quality=95)
+  config = make_config(data_dir=str(tmp_path), train_sizes=(32, 20))
+  kwargs = dict(epoch=1, local_batch_size=4, steps=3)
+  whole = list(ip.train_dataset(config, image_size=(32, 20), **kwargs)
+               .as_numpy_iterator())
+  assert [b['image'].shape[1:3] for b in whole] == [(32, 32), (20, 20), (32, 32)]
+  tail = list(ip.train_dataset(config, image_size=(32, 20), skip_batches=1,
+                               **kwargs).as_numpy_iterator())
+  for got, want in zip(tail, whole[1:]):
+    np.testing.assert_array_equal(got['image'], want['image'])
+  # The 20-pixel batch is the 32-pixel crop of the same examples, resized.
+  (big,) = list(ip.train_dataset(config, image_size=32, **kwargs)
+                .as_numpy_iterator())[1:2]
+  for b, s in zip(big['image'], whole[1]['image']):
+    ref = np.asarray(Image.fromarray(b).resize((20, 20), Image.BILINEAR))
+    assert np.abs(ref.astype(int) - s.astype(int)).mean() < 3

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from sppnet_jax import train
+from sppnet_jax import parallel, train
 from tests.helpers import small_config, small_dataset
 
 
@@ -78,3 +78,26 @@ def test_config_errors_are_one_line(data_dir):
     train.setup(small_config(data_dir, batch_size=0))
   with pytest.raises(ValueError, match='at least 31'):
     train.setup(small_config(data_dir, train_sizes=(24,)))
+
+
+def test_per_step_size_schedule_compiles_once_per_size(data_dir, tmp_path):
+  config = small_config(data_dir, num_epochs=1, size_schedule='step')
+  metrics = train.train_and_evaluate(config, str(tmp_path))
+  assert metrics['num_examples'] == 30
+
+
+def test_bfloat16_activations_keep_float32_parameters(data_dir):
+  config = small_config(data_dir, dtype='bfloat16')
+  run = train.setup(config)
+  assert run.model.dtype == jax.numpy.bfloat16
+  leaves = jax.tree_util.tree_leaves((run.state.params, run.state.opt_state))
+  assert all(leaf.dtype in (np.float32, np.int32) for leaf in leaves)
+  steps = train.compile_train_steps(run)
+  # The step's HLO multiplies in bfloat16.
+  assert 'bf16' in steps[64].as_text()
+  rng = np.random.default_rng(0)
+  batch = {'image': rng.integers(0, 256, (16, 64, 64, 3), dtype=np.uint8),
+           'label': rng.integers(0, 10, (16,), dtype=np.int32)}
+  state, metrics = steps[64](run.state, parallel.to_global(batch, run.mesh))
+  assert np.isfinite(float(metrics.compute()['loss']))
+  assert jax.tree_util.tree_leaves(state.params)[0].dtype == np.float32
