@@ -80,9 +80,11 @@ def _start_jax(workdir: str) -> None:
     jax.distributed.initialize()
   if jax.process_index() > 0:  # Process 0 reports for all.
     logging.set_verbosity(logging.WARNING)
-  # Restarts reuse compiled steps instead of compiling again.
-  jax.config.update('jax_compilation_cache_dir', os.path.join(workdir, 'jax_cache'))
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+  # Restarts reuse compiled steps instead of compiling again (in the workdir,
+  # unless $JAX_COMPILATION_CACHE_DIR names a shared cache).
+  if not os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+    jax.config.update('jax_compilation_cache_dir', os.path.join(workdir, 'jax_cache'))
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
 
 
 class _QuietLibraries:
@@ -111,6 +113,9 @@ def main(argv):
     else:
       metrics = train.evaluate_checkpoint(FLAGS.config, workdir, FLAGS.eval_step)
       label = f'checkpoint step {metrics["step"]}'
+  except train.Preempted as stopped:
+    print(stopped, file=sys.stderr, flush=True)
+    sys.exit(143)  # 128 + SIGTERM, as if the signal had ended the process.
   except _USER_ERRORS as error:
     logging.debug('Stopped by a user error.', exc_info=True)
     print(f'error: {error}', file=sys.stderr)

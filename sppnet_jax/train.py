@@ -8,6 +8,8 @@ over the mesh's data axis; calling it never triggers another compilation.
 import dataclasses
 import functools
 import math
+import signal
+import threading
 import time
 from typing import Any
 
@@ -128,14 +130,44 @@ def _is_eval_step(config, step: int, steps_per_epoch: int, total_steps: int) -> 
   return step % steps_per_epoch == 0
 
 
-def _write_train_metrics(writer, step: int, metrics: TrainMetrics, seconds: float,
-                         steps: int, batch_size: int) -> None:
-  values = jax.device_get(metrics.compute())
+class Preempted(Exception):
+  """Training stopped on SIGTERM (or a preemption notice) after saving."""
+
+
+class _StopRequest:
+  """Notes a SIGTERM so that the loop saves and stops at the end of its step.
+
+  Multi-process runs leave the signal to JAX's preemption notifier instead, and
+  ask Orbax (`reached_preemption`), so that every process stops at the same step.
+  """
+
+  def __init__(self):
+    self.received = False
+    self._previous = None
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._note)
+
+  def _note(self, signum, frame):
+    del signum, frame
+    self.received = True
+
+  def restore(self):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _check_finite(values: dict, step: int) -> None:
+  """Stops a diverged run before its state is saved, so that the latest
+  checkpoint is the last good one."""
   if not np.isfinite(values['loss']):
     raise FloatingPointError(
-        f'the training loss is {values["loss"]} at step {step}: the run diverged; '
+        f'the training loss is {values["loss"]} by step {step}: the run diverged; '
         'lower --config.learning_rate or raise --config.warmup_epochs, then rerun '
-        '(training resumes from the last checkpoint).')
+        '(training resumes from the last good checkpoint).')
+
+
+def _write_train_metrics(writer, step: int, values: dict, seconds: float,
+                         steps: int, batch_size: int) -> None:
   scalars = {f'train_{k}': float(v) for k, v in values.items()}
   scalars['train_images_per_sec'] = steps * batch_size / max(seconds, 1e-9)
   writer.write_scalars(step, scalars)
@@ -160,14 +192,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   steps = compile_train_steps(run)
   eval_step = evaluate.make_eval_step(run.model, mesh, run.state_sharding.params)
-  local_batch = parallel.local_batch_size(config.batch_size)
   hooks = [periodic_actions.ReportProgress(num_train_steps=run.total_steps,
                                            writer=writer)] if is_main else []
   logging.info('Training %s on %s: %d steps of %d images (%d per epoch), sizes %s.',
                config.model, config.dataset, run.total_steps, config.batch_size,
                run.steps_per_epoch, tuple(config.train_sizes))
 
-  eval_metrics, step = {}, start_step
+  stop = _StopRequest()
+  try:
+    eval_metrics = _loop(run, state, start_step, store, writer, hooks, steps,
+                         eval_step, stop)
+  finally:
+    stop.restore()
+    store.wait()
+    store.close()
+    writer.flush()
+  return eval_metrics
+
+
+def _loop(run, state, step, store, writer, hooks, steps, eval_step, stop):
+  """Steps from `step` to the end: logs, saves, evaluates; returns the last
+  evaluation's metrics."""
+  config, mesh = run.config, run.mesh
+  local_batch = parallel.local_batch_size(config.batch_size)
+  eval_metrics = {}
   train_metrics, last_log, last_log_step = None, time.perf_counter(), step
   while step < run.total_steps:
     epoch, offset = divmod(step, run.steps_per_epoch)
@@ -184,12 +232,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
       for hook in hooks:
         hook(step)
-      if step % config.log_every_steps == 0 or step == run.total_steps:
+      preempted = stop.received or store.reached_preemption(step)
+      final = step == run.total_steps or preempted
+      saving = final or store.latest.should_save(step)
+      if step % config.log_every_steps == 0 or saving:
+        values = jax.device_get(train_metrics.compute())
+        _check_finite(values, step)
+      if step % config.log_every_steps == 0 or final:
         now = time.perf_counter()
-        _write_train_metrics(writer, step, train_metrics, now - last_log,
+        _write_train_metrics(writer, step, values, now - last_log,
                              step - last_log_step, config.batch_size)
         train_metrics, last_log, last_log_step = None, now, step
-      store.save_latest(step, state, force=step == run.total_steps)
+      if saving:
+        store.save_latest(step, state, force=final)
+      if preempted:
+        store.wait()
+        raise Preempted(f'stopped at step {step} on a termination signal, after '
+                        'saving; the same command resumes from there.')
       if _is_eval_step(config, step, run.steps_per_epoch, run.total_steps):
         eval_metrics = evaluate.evaluate(eval_step, state.params, config, mesh)
         writer.write_scalars(step, {f'eval_{k}': v for k, v in eval_metrics.items()})
@@ -200,9 +259,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                          f'{epoch}.')
   if not eval_metrics:  # Resumed at the end: score the final state again.
     eval_metrics = evaluate.evaluate(eval_step, state.params, config, mesh)
-  store.wait()
-  store.close()
-  writer.flush()
   return eval_metrics
 
 

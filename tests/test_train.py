@@ -101,3 +101,20 @@ def test_bfloat16_activations_keep_float32_parameters(data_dir):
   state, metrics = steps[64](run.state, parallel.to_global(batch, run.mesh))
   assert np.isfinite(float(metrics.compute()['loss']))
   assert jax.tree_util.tree_leaves(state.params)[0].dtype == np.float32
+
+
+def test_divergence_stops_before_a_bad_state_is_saved(data_dir, tmp_path):
+  import orbax.checkpoint as ocp
+  # The rate warms up over 2 epochs (10 steps) to 1e4: the first steps are
+  # fine and saved, then the loss blows up.
+  config = small_config(data_dir, learning_rate=1e4, warmup_epochs=2.0,
+                        checkpoint_every_steps=1, log_every_steps=100,
+                        keep_latest_checkpoints=100)
+  with pytest.raises(FloatingPointError, match='diverged'):
+    train.train_and_evaluate(config, str(tmp_path))
+  saved = [name for name in os.listdir(tmp_path / 'checkpoints') if name.isdigit()]
+  assert saved, 'the run diverged before its first save: the test checks nothing'
+  for name in saved:  # Every checkpoint left behind is a good one.
+    state = ocp.StandardCheckpointer().restore(tmp_path / 'checkpoints' / name / 'state')
+    assert all(np.isfinite(np.asarray(leaf)).all()
+               for leaf in jax.tree_util.tree_leaves(state['params']))

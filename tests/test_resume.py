@@ -1,0 +1,96 @@
+"""A run stopped by SIGTERM, or killed with kill -9, and started again with the
+same command ends with the parameters of a run that was never interrupted."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from tests.helpers import small_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FINAL_STEP = 30  # 6 epochs of 5 steps
+
+
+def _command(data, workdir):
+  return [sys.executable, 'main.py', '--config=tests/small_recipe.py',
+          f'--workdir={workdir}', f'--config.data_dir={data}',
+          '--config.num_epochs=6', '--config.checkpoint_every_steps=2',
+          '--config.keep_latest_checkpoints=2']
+
+
+def _start(data, workdir):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  return subprocess.Popen(_command(data, workdir), cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _run(data, workdir):
+  process = _start(data, workdir)
+  output, _ = process.communicate(timeout=600)
+  return process.returncode, output
+
+
+def _saved_steps(workdir):
+  folder = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(folder):
+    return []
+  return sorted(int(name) for name in os.listdir(folder) if name.isdigit())
+
+
+def _interrupt_after_first_save(data, workdir, signum):
+  process = _start(data, workdir)
+  deadline = time.time() + 600
+  while not _saved_steps(workdir) and process.poll() is None:
+    assert time.time() < deadline, 'no checkpoint was written'
+    time.sleep(0.02)
+  process.send_signal(signum)
+  output, _ = process.communicate(timeout=600)
+  return process.returncode, output
+
+
+def _final_params(workdir):
+  path = os.path.join(workdir, 'checkpoints', str(FINAL_STEP), 'state')
+  state = ocp.StandardCheckpointer().restore(path)
+  return {k: np.asarray(v) for k, v in
+          ocp.tree.to_flat_dict(state['params'], sep='/').items()}
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+  return small_dataset(str(tmp_path_factory.mktemp('resume')))
+
+
+@pytest.fixture(scope='module')
+def reference(data, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('reference'))
+  code, output = _run(data, workdir)
+  assert code == 0, output[-3000:]
+  return _final_params(workdir)
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGKILL],
+                         ids=['sigterm', 'kill-9'])
+def test_interrupted_run_resumes_to_the_same_parameters(data, reference, tmp_path,
+                                                        signum):
+  workdir = str(tmp_path)
+  code, output = _interrupt_after_first_save(data, workdir, signum)
+  if signum == signal.SIGTERM:
+    assert code == 143, output[-3000:]
+    assert 'the same command resumes' in output
+  else:
+    assert code == -signal.SIGKILL, output[-3000:]
+  stopped_at = max(_saved_steps(workdir))
+  assert stopped_at < FINAL_STEP, 'the run ended before it was interrupted'
+  code, output = _run(data, workdir)
+  assert code == 0, output[-3000:]
+  assert f'at step {stopped_at}' in output  # 'Resumed from ... at step N.'
+  params = _final_params(workdir)
+  assert params.keys() == reference.keys()
+  for name in params:
+    np.testing.assert_array_equal(params[name], reference[name], err_msg=name)
