@@ -64,5 +64,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 1000
   config.keep_best_checkpoints = 1
   config.keep_latest_checkpoints = 2
+  # A workdir resumes only with the config it was started with (apart from
+  # logging, saving and data-location fields); True resumes with the changes.
+  config.allow_config_change = False
 
   return config

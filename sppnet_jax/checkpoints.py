@@ -22,6 +22,25 @@ MODEL_FIELDS = ('model', 'num_classes', 'spp_levels', 'width_multiplier', 'fc_di
                 'lrn')
 
 
+# Fields that may change between a run and its resumption without changing what
+# is computed (where the data lives, how often to log, save and evaluate).
+RESUMABLE_FIELDS = frozenset({
+    'data_dir', 'manual_dir', 'log_every_steps', 'checkpoint_every_steps',
+    'keep_best_checkpoints', 'keep_latest_checkpoints', 'eval_every_steps',
+    'steps_per_eval', 'eval_batch_size', 'data_threads', 'cache_eval',
+    'allow_config_change'})
+
+
+def config_changes(saved: dict, config) -> list[str]:
+  """The fields, other than RESUMABLE_FIELDS, whose values differ from the
+  config a checkpoint was written with."""
+  current = config.to_dict()
+  normal = lambda v: list(v) if isinstance(v, (tuple, list)) else v
+  return [f'{k}: {normal(saved.get(k))!r} -> {normal(current.get(k))!r}'
+          for k in sorted(set(saved) | set(current))
+          if k not in RESUMABLE_FIELDS and normal(saved.get(k)) != normal(current.get(k))]
+
+
 class CheckpointMismatchError(ValueError):
   """A checkpoint that does not fit the configured model."""
 

@@ -184,7 +184,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state, start_step = run.state, 0
   if store.latest_step() is not None:
     start_step = store.latest_step()
-    state, _ = store.restore(store.latest, start_step, state)
+    state, metadata = store.restore(store.latest, start_step, state)
+    changes = checkpoints.config_changes(metadata.get('config', {}), config)
+    if changes and not config.allow_config_change:
+      raise ValueError(
+          f'{workdir} holds a run with another config ({"; ".join(changes)}): use '
+          'another --workdir, or resume with the changes anyway with '
+          '--config.allow_config_change=True.')
+    if changes:
+      logging.warning('Resuming with a changed config: %s.', '; '.join(changes))
     logging.info('Resumed from %s at step %d.', store.latest.directory, start_step)
   else:
     writer.write_hparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
@@ -244,7 +252,10 @@ def _loop(run, state, step, store, writer, hooks, steps, eval_step, stop):
                              step - last_log_step, config.batch_size)
         train_metrics, last_log, last_log_step = None, now, step
       if saving:
-        store.save_latest(step, state, force=final)
+        start = time.perf_counter()
+        if store.save_latest(step, state, force=final):
+          pause_ms = 1e3 * (time.perf_counter() - start)  # Until the save is async.
+          writer.write_scalars(step, {'checkpoint_pause_ms': pause_ms})
       if preempted:
         store.wait()
         raise Preempted(f'stopped at step {step} on a termination signal, after '

@@ -118,3 +118,15 @@ def test_divergence_stops_before_a_bad_state_is_saved(data_dir, tmp_path):
     state = ocp.StandardCheckpointer().restore(tmp_path / 'checkpoints' / name / 'state')
     assert all(np.isfinite(np.asarray(leaf)).all()
                for leaf in jax.tree_util.tree_leaves(state['params']))
+
+
+def test_workdir_of_another_config_is_refused_unless_allowed(data_dir, tmp_path):
+  train.train_and_evaluate(small_config(data_dir, num_epochs=1), str(tmp_path))
+  changed = small_config(data_dir, num_epochs=2, learning_rate=0.5)
+  with pytest.raises(ValueError, match=r'learning_rate: 0.01 -> 0.5; num_epochs: 1 -> 2'):
+    train.train_and_evaluate(changed, str(tmp_path))
+  # Logging and saving cadence may change freely; told to, other changes go on.
+  train.train_and_evaluate(small_config(data_dir, num_epochs=1, log_every_steps=2),
+                           str(tmp_path))
+  changed.allow_config_change = True
+  assert train.train_and_evaluate(changed, str(tmp_path))['num_examples'] == 30
