@@ -48,9 +48,8 @@ except (AttributeError, KeyError) as error:
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints and TensorBoard logs.')
 flags.DEFINE_enum('mode', 'train', ['train', 'eval'],
                   'train: train (resuming from the workdir); eval: score the best '
-                  'checkpoint of the workdir on the validation split.')
-flags.DEFINE_integer('eval_step', None, 'With --mode=eval: score this step of the '
-                     'latest checkpoints instead of the best one.')
+                  'checkpoint of the workdir (or --config.eval.checkpoint_step / '
+                  '_path) on the validation split; metrics also go to WORKDIR/eval/.')
 flags.DEFINE_string('coordinator_address', None, 'Multi-process runs: host:port of '
                     'process 0 (as jax.distributed.initialize); auto-detected on TPU '
                     'VMs and SLURM.')
@@ -80,6 +79,8 @@ def _start_jax(workdir: str) -> None:
     jax.distributed.initialize()
   if jax.process_index() > 0:  # Process 0 reports for all.
     logging.set_verbosity(logging.WARNING)
+  logging.info('JAX on %d %s devices in %d processes.', jax.device_count(),
+               jax.devices()[0].platform, jax.process_count())
   # Restarts reuse compiled steps instead of compiling again (in the workdir,
   # unless $JAX_COMPILATION_CACHE_DIR names a shared cache).
   if not os.environ.get('JAX_COMPILATION_CACHE_DIR'):
@@ -111,7 +112,7 @@ def main(argv):
       metrics = train.train_and_evaluate(FLAGS.config, workdir)
       label = 'final'
     else:
-      metrics = train.evaluate_checkpoint(FLAGS.config, workdir, FLAGS.eval_step)
+      metrics = train.evaluate_checkpoint(FLAGS.config, workdir)
       label = f'checkpoint step {metrics["step"]}'
   except train.Preempted as stopped:
     print(stopped, file=sys.stderr, flush=True)

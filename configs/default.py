@@ -68,4 +68,10 @@ def get_config() -> ml_collections.ConfigDict:
   # logging, saving and data-location fields); True resumes with the changes.
   config.allow_config_change = False
 
+
+  # Eval-only mode (--mode=eval).
+  config.eval = ml_collections.ConfigDict()
+  config.eval.checkpoint_step = -1  # -1: the best checkpoint; N: step N
+  config.eval.checkpoint_path = ''  # a step folder (e.g. OTHER_WORKDIR/best/1000)
+
   return config

@@ -28,7 +28,7 @@ RESUMABLE_FIELDS = frozenset({
     'data_dir', 'manual_dir', 'log_every_steps', 'checkpoint_every_steps',
     'keep_best_checkpoints', 'keep_latest_checkpoints', 'eval_every_steps',
     'steps_per_eval', 'eval_batch_size', 'data_threads', 'cache_eval',
-    'allow_config_change'})
+    'allow_config_change', 'eval'})
 
 
 def config_changes(saved: dict, config) -> list[str]:
@@ -64,6 +64,14 @@ def _best_manager(workdir: str, config) -> ocp.CheckpointManager:
       best_mode='max', keep_checkpoints_without_metrics=False, create=True)
   return ocp.CheckpointManager(os.path.join(workdir, 'best'), options=options,
                                item_names=(STATE, METADATA))
+
+
+def open_directory(path: str) -> ocp.CheckpointManager:
+  """A read-only manager over a folder of step folders (a workdir's
+  `checkpoints/` or `best/`, possibly copied elsewhere)."""
+  return ocp.CheckpointManager(
+      os.path.abspath(path), item_names=(STATE, METADATA),
+      options=ocp.CheckpointManagerOptions(read_only=True, create=False))
 
 
 def model_signature(config) -> dict:

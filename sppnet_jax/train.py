@@ -7,7 +7,9 @@ over the mesh's data axis; calling it never triggers another compilation.
 
 import dataclasses
 import functools
+import json
 import math
+import os
 import signal
 import threading
 import time
@@ -273,21 +275,57 @@ def _loop(run, state, step, store, writer, hooks, steps, eval_step, stop):
   return eval_metrics
 
 
-def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
-                        step: int | None = None) -> dict:
-  """Restores the best checkpoint of `workdir` (or `step` of the latest ones) and
-  scores the validation split."""
+def _checkpoint_to_evaluate(config, store: checkpoints.Checkpoints):
+  """(manager, step) chosen by config.eval: a path (a step folder, or a folder of
+  steps), a step of the latest checkpoints, or by default the best step (the
+  latest one where no evaluation was saved yet)."""
+  path, step = config.eval.checkpoint_path, config.eval.checkpoint_step
+  if path:
+    path = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isdir(path):
+      raise FileNotFoundError(f'--config.eval.checkpoint_path={path} does not exist: '
+                              'name a step folder such as WORKDIR/best/1000.')
+    name = os.path.basename(path.rstrip('/'))
+    if name.isdigit():
+      return checkpoints.open_directory(os.path.dirname(path)), int(name)
+    manager = checkpoints.open_directory(path)
+    return manager, manager.latest_step()
+  if step >= 0:
+    for manager in (store.latest, store.best):
+      if step in manager.all_steps():
+        return manager, step
+    raise FileNotFoundError(
+        f'no checkpoint of step {step} in {store.workdir}: saved steps are '
+        f'{sorted(set(store.latest.all_steps()) | set(store.best.all_steps()))}.')
+  if store.best_step() is not None:
+    return store.best, store.best_step()
+  return store.latest, store.latest_step()
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Restores a checkpoint (see `_checkpoint_to_evaluate`) on whatever devices
+  this run has, scores the validation split, and writes the metrics to
+  WORKDIR/eval/ (a JSON file per step, and TensorBoard scalars)."""
   run = setup(config)
   store = checkpoints.Checkpoints(workdir, run.config, run.info.class_names)
-  manager = store.best if step is None else store.latest
-  step = store.best_step() if step is None else step
+  manager, step = _checkpoint_to_evaluate(run.config, store)
   if step is None:
     raise FileNotFoundError(
-        f'no checkpoint in {store.best.directory}: train first with the same '
-        '--workdir, or point --workdir at a trained run.')
+        f'no checkpoint in {store.workdir}: train first with the same --workdir, '
+        'or point --workdir (or --config.eval.checkpoint_path) at a trained run.')
   state, _ = store.restore(manager, step, run.state)
   eval_step = evaluate.make_eval_step(run.model, run.mesh, run.state_sharding.params)
   metrics = evaluate.evaluate(eval_step, state.params, run.config, run.mesh)
-  metrics['step'] = step
+  metrics.update(step=int(step), checkpoint=os.path.join(str(manager.directory),
+                                                         str(step)))
   store.close()
+  if jax.process_index() == 0:
+    out_dir = os.path.join(workdir, 'eval')
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, f'metrics_step_{step}.json'), 'w') as f:
+      json.dump(metrics, f, indent=1)
+    writer = metric_writers.create_default_writer(out_dir)
+    writer.write_scalars(step, {f'eval_{k}': v for k, v in metrics.items()
+                                if isinstance(v, (int, float))})
+    writer.close()
   return metrics
