@@ -62,6 +62,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = -1  # -1: at the end of every epoch
   config.log_every_steps = 100
   config.checkpoint_every_steps = 1000
+  config.profile_steps = 5  # a profiler trace of this many steps (0: none)
+  config.profile_first_step = 10  # ... from this step, then hourly
   config.keep_best_checkpoints = 1
   config.keep_latest_checkpoints = 2
   # A workdir resumes only with the config it was started with (apart from

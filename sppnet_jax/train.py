@@ -29,6 +29,9 @@ from sppnet_jax.metrics import TrainMetrics, classification_outputs
 from sppnet_jax.models import create_model, normalize_images
 
 
+_IMAGES_TO_SHOW = 4
+
+
 class TrainState(train_state.TrainState):
   """params, opt_state and step; apply_fn and tx are static."""
 
@@ -202,8 +205,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   steps = compile_train_steps(run)
   eval_step = evaluate.make_eval_step(run.model, mesh, run.state_sharding.params)
-  hooks = [periodic_actions.ReportProgress(num_train_steps=run.total_steps,
-                                           writer=writer)] if is_main else []
+  hooks = []
+  if is_main:
+    hooks.append(periodic_actions.ReportProgress(num_train_steps=run.total_steps,
+                                                 writer=writer))
+    if config.profile_steps > 0:  # A trace for TensorBoard's profiler tab.
+      hooks.append(periodic_actions.Profile(
+          logdir=workdir, num_profile_steps=config.profile_steps,
+          first_profile=start_step + config.profile_first_step,
+          profile_duration_ms=None))
   logging.info('Training %s on %s: %d steps of %d images (%d per epoch), sizes %s.',
                config.model, config.dataset, run.total_steps, config.batch_size,
                run.steps_per_epoch, tuple(config.train_sizes))
@@ -225,7 +235,7 @@ def _loop(run, state, step, store, writer, hooks, steps, eval_step, stop):
   evaluation's metrics."""
   config, mesh = run.config, run.mesh
   local_batch = parallel.local_batch_size(config.batch_size)
-  eval_metrics = {}
+  eval_metrics, first_step = {}, step
   train_metrics, last_log, last_log_step = None, time.perf_counter(), step
   while step < run.total_steps:
     epoch, offset = divmod(step, run.steps_per_epoch)
@@ -237,6 +247,10 @@ def _loop(run, state, step, store, writer, hooks, steps, eval_step, stop):
         steps=epoch_steps, skip_batches=offset, process_index=jax.process_index(),
         process_count=jax.process_count())
     for batch in parallel.prefetch_to_mesh(dataset.as_numpy_iterator(), mesh):
+      if step == first_step and jax.process_index() == 0:
+        # What the network sees after augmentation, once per run.
+        writer.write_images(step, {'train_augmented': np.asarray(
+            jax.device_get(batch['image'][:_IMAGES_TO_SHOW]))})
       state, metrics = steps[batch['image'].shape[1]](state, batch)
       step += 1
       train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)

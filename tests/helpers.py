@@ -28,5 +28,6 @@ def small_config(data_dir: str, **overrides):
   config.log_every_steps = 5
   config.checkpoint_every_steps = 5
   config.shuffle_buffer_size = 128
+  config.profile_steps = 0
   config.update(overrides)
   return config

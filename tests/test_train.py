@@ -130,3 +130,19 @@ def test_workdir_of_another_config_is_refused_unless_allowed(data_dir, tmp_path)
                            str(tmp_path))
   changed.allow_config_change = True
   assert train.train_and_evaluate(changed, str(tmp_path))['num_examples'] == 30
+
+
+def test_tensorboard_gets_metrics_images_and_a_profile(data_dir, tmp_path):
+  import tensorflow as tf
+  config = small_config(data_dir, num_epochs=2, profile_steps=2, profile_first_step=2)
+  train.train_and_evaluate(config, str(tmp_path))
+  tags = set()
+  for name in os.listdir(tmp_path):
+    if name.startswith('events.out.tfevents'):
+      for event in tf.compat.v1.train.summary_iterator(str(tmp_path / name)):
+        tags.update(value.tag for value in event.summary.value)
+  assert {'train_loss', 'train_top1', 'train_learning_rate', 'eval_top1', 'eval_top5',
+          'train_images_per_sec', 'checkpoint_pause_ms', 'train_augmented'} <= tags, tags
+  traces = [f for _, _, files in os.walk(tmp_path / 'plugins' / 'profile')
+            for f in files if f.endswith('.xplane.pb')]
+  assert traces
