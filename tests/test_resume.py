@@ -17,21 +17,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FINAL_STEP = 30  # 6 epochs of 5 steps
 
 
-def _command(data, workdir):
+def _command(data, workdir, *extra):
   return [sys.executable, 'main.py', '--config=tests/small_recipe.py',
           f'--workdir={workdir}', f'--config.data_dir={data}',
           '--config.num_epochs=6', '--config.checkpoint_every_steps=2',
-          '--config.keep_latest_checkpoints=2']
+          '--config.keep_latest_checkpoints=2', *extra]
 
 
-def _start(data, workdir):
+def _start(data, workdir, *extra):
   env = dict(os.environ, JAX_PLATFORMS='cpu')
-  return subprocess.Popen(_command(data, workdir), cwd=ROOT, env=env,
+  return subprocess.Popen(_command(data, workdir, *extra), cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _run(data, workdir):
-  process = _start(data, workdir)
+def _run(data, workdir, *extra):
+  process = _start(data, workdir, *extra)
   output, _ = process.communicate(timeout=600)
   return process.returncode, output
 
@@ -52,6 +52,13 @@ def _interrupt_after_first_save(data, workdir, signum):
   process.send_signal(signum)
   output, _ = process.communicate(timeout=600)
   return process.returncode, output
+
+
+def _saves_in_progress(workdir):
+  folder = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(folder):
+    return []
+  return [name for name in os.listdir(folder) if 'tmp' in name]
 
 
 def _final_params(workdir):
@@ -92,5 +99,31 @@ def test_interrupted_run_resumes_to_the_same_parameters(data, reference, tmp_pat
   assert f'at step {stopped_at}' in output  # 'Resumed from ... at step N.'
   params = _final_params(workdir)
   assert params.keys() == reference.keys()
+  for name in params:
+    np.testing.assert_array_equal(params[name], reference[name], err_msg=name)
+
+
+# Wide fc6/fc7 (about 134 MB of parameters and momentum) make a save last long
+# enough to be caught half-written.
+WIDE = ('--config.fc_dim=4096',)
+
+
+def test_kill_during_a_save_resumes_from_the_last_complete_one(data, tmp_path):
+  reference_dir, workdir = str(tmp_path / 'reference'), str(tmp_path / 'killed')
+  code, output = _run(data, reference_dir, *WIDE)
+  assert code == 0, output[-3000:]
+  process = _start(data, workdir, *WIDE)
+  deadline = time.time() + 600
+  while not (_saved_steps(workdir) and _saves_in_progress(workdir)):
+    assert process.poll() is None, 'the run ended before a save could be interrupted'
+    assert time.time() < deadline
+    time.sleep(0.005)
+  process.kill()
+  process.communicate(timeout=60)
+  complete = max(_saved_steps(workdir))
+  code, output = _run(data, workdir, *WIDE)
+  assert code == 0, output[-3000:]
+  assert f'at step {complete}.' in output
+  params, reference = _final_params(workdir), _final_params(reference_dir)
   for name in params:
     np.testing.assert_array_equal(params[name], reference[name], err_msg=name)
