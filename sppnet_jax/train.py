@@ -266,10 +266,13 @@ def _loop(run, state, step, store, writer, hooks, steps, eval_step, stop):
         now = time.perf_counter()
         _write_train_metrics(writer, step, values, now - last_log,
                              step - last_log_step, config.batch_size)
+        writer.flush()  # A crash loses nothing that was reported.
         train_metrics, last_log, last_log_step = None, now, step
       if saving:
         start = time.perf_counter()
-        if store.save_latest(step, state, force=final):
+        position = dict(zip(('epoch', 'batch_in_epoch'),
+                            divmod(step, run.steps_per_epoch)))
+        if store.save_latest(step, state, force=final, data_position=position):
           pause_ms = 1e3 * (time.perf_counter() - start)  # Until the save is async.
           writer.write_scalars(step, {'checkpoint_pause_ms': pause_ms})
       if preempted:
