@@ -46,10 +46,16 @@ except (AttributeError, KeyError) as error:
   _exit_unknown_config_field(error)
 
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints and TensorBoard logs.')
-flags.DEFINE_enum('mode', 'train', ['train', 'eval'],
+flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'export', 'predict'],
                   'train: train (resuming from the workdir); eval: score the best '
                   'checkpoint of the workdir (or --config.eval.checkpoint_step / '
-                  '_path) on the validation split; metrics also go to WORKDIR/eval/.')
+                  '_path) on the validation split; metrics also go to WORKDIR/eval/; '
+                  'export: write that checkpoint as jax.export artefacts to '
+                  'WORKDIR/export/; predict: top-5 classes of --images.')
+flags.DEFINE_list('images', [], 'With --mode=predict: image files or folders.')
+flags.DEFINE_bool('json', False, 'With --mode=predict: print JSON lines.')
+flags.DEFINE_bool('from_export', False, 'With --mode=predict: use the artefacts in '
+                  'WORKDIR/export/ instead of the checkpoint.')
 flags.DEFINE_string('coordinator_address', None, 'Multi-process runs: host:port of '
                     'process 0 (as jax.distributed.initialize); auto-detected on TPU '
                     'VMs and SLURM.')
@@ -109,11 +115,14 @@ def main(argv):
   _start_jax(workdir)
   try:
     if FLAGS.mode == 'train':
-      metrics = train.train_and_evaluate(FLAGS.config, workdir)
-      label = 'final'
-    else:
+      _print_metrics('final', train.train_and_evaluate(FLAGS.config, workdir))
+    elif FLAGS.mode == 'eval':
       metrics = train.evaluate_checkpoint(FLAGS.config, workdir)
-      label = f'checkpoint step {metrics["step"]}'
+      _print_metrics(f'checkpoint step {metrics["step"]}', metrics)
+    elif FLAGS.mode == 'export':
+      _export(FLAGS.config, workdir)
+    else:
+      sys.exit(_predict(FLAGS.config, workdir))
   except train.Preempted as stopped:
     print(stopped, file=sys.stderr, flush=True)
     sys.exit(143)  # 128 + SIGTERM, as if the signal had ended the process.
@@ -121,9 +130,45 @@ def main(argv):
     logging.debug('Stopped by a user error.', exc_info=True)
     print(f'error: {error}', file=sys.stderr)
     sys.exit(2)
+
+
+def _print_metrics(label: str, metrics: dict) -> None:
   print(f'{label} validation: top-1 {100 * metrics["top1"]:.2f}%, top-5 '
         f'{100 * metrics["top5"]:.2f}%, loss {metrics["loss"]:.4f} on '
         f'{metrics["num_examples"]} examples', flush=True)
+
+
+def _export(config, workdir: str) -> None:
+  from sppnet_jax import export, train  # pylint: disable=g-import-not-at-top
+  model, params, metadata, step = train.restore_for_inference(config, workdir)
+  path = export.export_model(model, params, export.export_sizes(config),
+                             os.path.join(workdir, 'export'),
+                             class_names=metadata['class_names'], config=config)
+  print(f'exported checkpoint step {step} to {os.path.dirname(path)}', flush=True)
+
+
+def _predict(config, workdir: str) -> int:
+  """Prints the top-5 of every image; 1 if any could not be read, else 0."""
+  import json  # pylint: disable=g-import-not-at-top
+  from sppnet_jax import predict  # pylint: disable=g-import-not-at-top
+  paths = predict.expand_paths(FLAGS.images)
+  if not paths:
+    raise ValueError('no images to predict: pass --images=a.jpg,b.png or a folder.')
+  if FLAGS.from_export:
+    predictor = predict.predictor_from_export(config, os.path.join(workdir, 'export'))
+  else:
+    predictor = predict.predictor_from_checkpoint(config, workdir)
+  results = predict.predict_files(paths, prepare=predictor[0], run=predictor[1],
+                                  class_names=predictor[2])
+  for result in results:
+    if FLAGS.json:
+      print(json.dumps(result))
+    elif 'error' in result:
+      print(f'{result["file"]}: error: {result["error"]}')
+    else:
+      print(f'{result["file"]}: ' + ', '.join(
+          f'{name} {p:.3f}' for name, p in result['predictions']))
+  return int(any('error' in result for result in results))
 
 
 if __name__ == '__main__':

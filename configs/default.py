@@ -75,5 +75,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.checkpoint_step = -1  # -1: the best checkpoint; N: step N
   config.eval.checkpoint_path = ''  # a step folder (e.g. OTHER_WORKDIR/best/1000)
+  # Full-image inference: each side (after resizing the short side to
+  # eval_resize) rounded to a multiple of this, bounding the compilations.
+  config.eval.full_image_step = 32
 
   return config

@@ -509,21 +509,37 @@ def _decode_train(e, *, is_path, base_key, crop_size, image_size, area_range,
   return {'pos': e['pos'], 'image': _to_uint8(image), 'label': e['label']}
 
 
+def resize_short_side(image, short_side, antialias: bool = False):
+  """Resizes an HWC image so that its short side is `short_side` and the long
+  side keeps the aspect ratio (rounded); returns float32."""
+  shape = tf.shape(image)
+  h, w = shape[0], shape[1]
+  short = tf.minimum(h, w)
+  new_h = tf.where(h == short, short_side, (h * short_side + short // 2) // short)
+  new_w = tf.where(w == short, short_side, (w * short_side + short // 2) // short)
+  return tf.image.resize(image, tf.stack([new_h, new_w]), method='bilinear',
+                         antialias=antialias)
+
+
+def centre_crop(image, size: int):
+  """The size x size centre of an HWC image at least that large."""
+  shape = tf.shape(image)
+  top, left = (shape[0] - size) // 2, (shape[1] - size) // 2
+  image = image[top:top + size, left:left + size]
+  image.set_shape([size, size, 3])
+  return image
+
+
+def decode_image_file(path: str) -> np.ndarray:
+  """A JPEG/PNG/GIF/BMP file (whatever its name says) as uint8 RGB HWC; raises
+  tf.errors.InvalidArgumentError for a file that is not a readable image."""
+  return _decode_full(tf.io.read_file(path)).numpy()
+
+
 def _decode_eval(e, *, is_path, size, resize, antialias):
   def decode():
     image = _decode_full(_read(e['data'], is_path))
-    shape = tf.shape(image)
-    h, w = shape[0], shape[1]
-    short = tf.minimum(h, w)
-    # Short side -> resize, the long side scaled alike (rounded).
-    new_h = tf.where(h == short, resize, (h * resize + short // 2) // short)
-    new_w = tf.where(w == short, resize, (w * resize + short // 2) // short)
-    image = tf.image.resize(image, tf.stack([new_h, new_w]),
-                            method='bilinear', antialias=antialias)
-    top, left = (new_h - size) // 2, (new_w - size) // 2
-    image = image[top:top + size, left:left + size]
-    image.set_shape([size, size, 3])
-    return _to_uint8(image)
+    return _to_uint8(centre_crop(resize_short_side(image, resize, antialias), size))
 
   if 'sentinel' in e:
     image = tf.cond(e['sentinel'], lambda: tf.zeros([size, size, 3], tf.uint8),

@@ -8,6 +8,7 @@ conv2 5x5/2, three 3x3 convolutions, then either a fixed 3x3/2 max pool (ZFNet,
 """
 
 import functools
+import os
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -92,7 +93,21 @@ def max_pool_ceil(x: jnp.ndarray, window: int = 3, stride: int = 2) -> jnp.ndarr
   return x
 
 
-CONV_IMPLS = ('auto', 'xla', 'im2col')
+CONV_IMPLS = ('auto', 'xla', 'im2col', 'mixed')
+# The XLA flag that sends convolutions on the CPU to Eigen's multi-threaded
+# convolutions instead of YNNPACK (jaxlib 0.10's default for convolutions and
+# dots), keeping YNNPACK for the matrix products: on a 2-core AMD EPYC it makes
+# every ZF-5 convolution pass, forward and both gradients, 1.2-2x faster (see
+# benchmarks/train_step.py). It must be in XLA_FLAGS before JAX starts.
+CPU_CONV_XLA_FLAG = ('--xla_cpu_experimental_ynn_fusion_type='
+                     'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT')
+
+
+def _cpu_convs_use_eigen() -> bool:
+  """Whether XLA_FLAGS keeps convolutions off YNNPACK (see CPU_CONV_XLA_FLAG)."""
+  values = [flag.split('=', 1)[1] for flag in os.environ.get('XLA_FLAGS', '').split()
+            if flag.startswith('--xla_cpu_experimental_ynn_fusion_type=')]
+  return bool(values) and 'CONVOLUTION' not in values[-1].upper()
 
 
 def _xla_conv(x, kernel, stride: int, padding: int):
@@ -127,7 +142,7 @@ def _im2col_conv(x, kernel, stride: int, padding: int, patches=None):
   return out.reshape(n, ho, wo, cout)
 
 
-def _im2col_forward(x, kernel, stride: int) -> bool:
+def _im2col_forward(x, kernel, stride: int) -> bool:  # For 'mixed'.
   """Where XLA:CPU's own convolution is slower forward than im2col + matmul:
   strided convolutions with more than a few input channels (conv2's 5x5/2). The
   first layer (3 channels: 3-wide patch pieces) and the 3x3/1 layers are faster
@@ -176,20 +191,25 @@ def conv2d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: int,
   'xla' is lax.conv_general_dilated, differentiated by JAX. 'im2col' gathers the
   kh*kw strided shifts of the input into one (N*Ho*Wo, kh*kw*Cin) patch matrix
   (the column order of the HWIO kernel reshaped to (kh*kw*Cin, Cout)) and
-  multiplies. 'auto' (the default) picks per pass what is fastest on XLA:CPU,
-  whose matrix multiply is far faster than its convolutions: forward by im2col
-  for strided convolutions of many channels (conv2), else by XLA; the weight
-  gradient always as patches^T @ dY; the input gradient by XLA. All three compute
-  the same sums (tests/test_conv_impl.py checks values and gradients against
-  lax.conv_general_dilated). On a GPU or TPU 'auto' is 'xla'.
+  multiplies. 'mixed' picks per pass what is fastest with jaxlib's default
+  YNNPACK convolutions on the CPU, whose matrix multiply is far faster than its
+  convolutions: forward by im2col for strided convolutions of many channels
+  (conv2), else by XLA; the weight gradient always as patches^T @ dY (2-3x faster
+  than YNNPACK's); the input gradient by XLA. 'auto' (the default) is 'xla' on a
+  GPU or TPU and on a CPU whose convolutions run on Eigen (CPU_CONV_XLA_FLAG in
+  XLA_FLAGS: then every XLA pass is the fastest), else 'mixed'. All compute the
+  same sums (tests/test_conv_impl.py checks values and gradients against
+  lax.conv_general_dilated).
   """
   if impl == 'xla':
     return _xla_conv(x, kernel, stride, padding)
   if impl == 'im2col':
     return _im2col_conv(x, kernel, stride, padding)
   if impl == 'auto':
-    if jax.default_backend() != 'cpu':  # cuDNN / TPU convolutions: use them.
+    if jax.default_backend() != 'cpu' or _cpu_convs_use_eigen():
       return _xla_conv(x, kernel, stride, padding)
+    return _auto_conv(x, kernel, stride, padding)
+  if impl == 'mixed':
     return _auto_conv(x, kernel, stride, padding)
   raise ValueError(f'unknown convolution implementation {impl!r}: use one of '
                    f'{CONV_IMPLS}.')

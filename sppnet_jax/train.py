@@ -19,12 +19,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from absl import logging
 from clu import metric_writers, periodic_actions
 from flax.training import train_state
 
 from sppnet_jax import checkpoints, evaluate, input_pipeline, optim, parallel
-from sppnet_jax.config_checks import resolve_config
+from sppnet_jax.config_checks import resolve_config, validate_config
 from sppnet_jax.metrics import TrainMetrics, classification_outputs
 from sppnet_jax.models import create_model, normalize_images
 
@@ -65,6 +66,13 @@ def setup(config: ml_collections.ConfigDict) -> Run:
                  int(math.ceil(config.num_epochs * steps_per_epoch)))
   model = create_model(config)
   schedule = optim.learning_rate_schedule(config, steps_per_epoch, total_steps)
+  state, state_sharding = _initial_state(config, model, schedule, mesh)
+  return Run(config, info, mesh, model, steps_per_epoch, total_steps, schedule,
+             state, state_sharding)
+
+
+def _initial_state(config, model, schedule, mesh):
+  """The freshly initialised, replicated train state and its shardings."""
   tx = optim.create_optimizer(config, schedule)
   init_size = config.eval_size if config.model == 'zfnet' else max(config.train_sizes)
 
@@ -77,8 +85,29 @@ def setup(config: ml_collections.ConfigDict) -> Run:
   abstract = jax.eval_shape(init, jax.random.key(config.seed))
   state_sharding = jax.tree.map(lambda _: replicated, abstract)
   state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(config.seed))
-  return Run(config, info, mesh, model, steps_per_epoch, total_steps, schedule,
-             state, state_sharding)
+  return state, state_sharding
+
+
+def restore_for_inference(config: ml_collections.ConfigDict, workdir: str):
+  """(model, params, metadata, step) of the checkpoint config.eval selects,
+  without the training data: the class count and names come from the checkpoint."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  store = checkpoints.Checkpoints(workdir, config)
+  manager, step = _checkpoint_to_evaluate(config, store)
+  if step is None:
+    raise FileNotFoundError(
+        f'no checkpoint in {store.workdir}: train first with the same --workdir, '
+        'or point --config.eval.checkpoint_path at a trained run.')
+  metadata = store.read_metadata(manager, step)
+  config.num_classes = metadata['model']['num_classes']
+  validate_config(config)
+  store.config = config
+  model = create_model(config)
+  mesh = parallel.create_mesh()
+  state, _ = _initial_state(config, model, optax.constant_schedule(0.0), mesh)
+  state, metadata = store.restore(manager, step, state)
+  store.close()
+  return model, state.params, metadata, step
 
 
 def train_step(state: TrainState, batch: dict, *, model, schedule, seed: int,

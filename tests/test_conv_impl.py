@@ -33,7 +33,7 @@ def _reference(x, w, stride, pad):
       precision=jax.lax.Precision.HIGHEST)
 
 
-@pytest.mark.parametrize('impl', ['im2col', 'auto', 'xla'])
+@pytest.mark.parametrize('impl', ['im2col', 'mixed', 'auto', 'xla'])
 @pytest.mark.parametrize('geometry', GEOMETRIES)
 def test_conv_values_and_gradients_match_lax(impl, geometry):
   h, w, cin, cout, k, stride, pad = geometry
@@ -115,12 +115,24 @@ def test_model_is_the_same_function_with_every_conv_impl():
   base = SPPNet(width_multiplier=0.2, fc_dim=16, num_classes=5, initializer='he')
   params = base.init(jax.random.key(0), x, train=False)['params']
   outputs = {}
-  for impl in ('xla', 'im2col', 'auto'):
+  for impl in ('xla', 'im2col', 'mixed', 'auto'):
     model = base.clone(conv_impl=impl)
     loss = lambda p: jnp.sum(jnp.sin(model.apply({'params': p}, x, train=False)))
     outputs[impl] = jax.jit(jax.value_and_grad(loss))(params)
-  for impl in ('im2col', 'auto'):
+  for impl in ('im2col', 'mixed', 'auto'):
     np.testing.assert_allclose(outputs[impl][0], outputs['xla'][0], rtol=1e-4)
     for got, want in zip(jax.tree.leaves(outputs[impl][1]),
                          jax.tree.leaves(outputs['xla'][1])):
       np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-5)
+
+
+def test_auto_follows_the_cpu_convolution_flag(monkeypatch):
+  from sppnet_jax import models
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=1')
+  assert not models._cpu_convs_use_eigen()
+  monkeypatch.setenv('XLA_FLAGS', models.CPU_CONV_XLA_FLAG)
+  assert models._cpu_convs_use_eigen()
+  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_experimental_ynn_fusion_type='
+                     'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,'
+                     'LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION')
+  assert not models._cpu_convs_use_eigen()

@@ -1,0 +1,103 @@
+"""Top-k predictions for image files, from a checkpoint or exported artefacts.
+
+From a checkpoint the default is the paper's point: the whole image at its own
+aspect ratio (short side resized to eval_resize, each side then rounded to a
+multiple of eval.full_image_step so that compilations stay few). From exported
+artefacts (fixed sizes) the image is resized and centre-cropped to eval_size.
+A file that is not a readable image is reported and the others go on.
+"""
+
+import collections
+import os
+import re
+from typing import Iterable, Sequence
+
+import jax
+import numpy as np
+import tensorflow as tf
+
+from sppnet_jax import export, input_pipeline
+
+
+def expand_paths(paths: Iterable[str]) -> list[str]:
+  """Files as given, folders as their image files (sorted)."""
+  out = []
+  for path in paths:
+    if os.path.isdir(path):
+      out.extend(sorted(os.path.join(path, name) for name in os.listdir(path)
+                        if name.lower().endswith(input_pipeline.IMAGE_EXTENSIONS)))
+    else:
+      out.append(path)
+  return out
+
+
+def full_image_shape(height: int, width: int, short_side: int,
+                     step: int) -> tuple[int, int]:
+  """The short side at `short_side`, the aspect kept, each side rounded to a
+  multiple of `step` (the shape bucket)."""
+  scale = short_side / min(height, width)
+  snap = lambda side: max(step, int(round(side * scale / step)) * step)
+  return snap(height), snap(width)
+
+
+def _full_image(image: np.ndarray, config) -> np.ndarray:
+  shape = full_image_shape(*image.shape[:2], config.eval_resize,
+                           config.eval.full_image_step)
+  return tf.cast(tf.clip_by_value(tf.round(tf.image.resize(
+      image, shape, method='bilinear')), 0, 255), tf.uint8).numpy()
+
+
+def _centre(image: np.ndarray, config) -> np.ndarray:
+  resized = input_pipeline.resize_short_side(image, config.eval_resize)
+  cropped = input_pipeline.centre_crop(resized, config.eval_size)
+  return tf.cast(tf.clip_by_value(tf.round(cropped), 0, 255), tf.uint8).numpy()
+
+
+def _top_k(probabilities: np.ndarray, class_names: Sequence[str], k: int):
+  order = np.argsort(-probabilities)[:k]
+  return [(class_names[i], float(probabilities[i])) for i in order]
+
+
+def predict_files(paths: Sequence[str], *, prepare, run, class_names,
+                  top_k: int = 5) -> list[dict]:
+  """[{'file', 'predictions': [(name, probability)...]} or {'file', 'error'}] in
+  the order of `paths`; images of one shape are run as one batch."""
+  results, by_shape = {}, collections.defaultdict(list)
+  for path in paths:
+    try:
+      image = prepare(input_pipeline.decode_image_file(path))
+    except (tf.errors.OpError, ValueError) as error:
+      message = getattr(error, 'message', str(error)).strip()
+      message = re.sub(r'\{\{.*?\}\}\s*', '', message).split(' [Op:')[0]
+      message = message.splitlines()[0] if message else ''
+      results[path] = dict(file=path, error=f'not a readable image ({message})'
+                           if message else 'not a readable image')
+      continue
+    by_shape[image.shape].append((path, image))
+  for items in by_shape.values():
+    probabilities = run(np.stack([image for _, image in items]))
+    for (path, _), row in zip(items, probabilities):
+      results[path] = dict(file=path, predictions=_top_k(row, class_names, top_k))
+  return [results[path] for path in paths]
+
+
+def predictor_from_checkpoint(config, workdir: str):
+  """(prepare, run, class_names) for the checkpoint config.eval selects."""
+  from sppnet_jax import train  # pylint: disable=g-import-not-at-top
+  model, params, metadata, _ = train.restore_for_inference(config, workdir)
+  run = jax.jit(export.inference_function(model, params))
+  prepare = (lambda image: _centre(image, config)) if config.model == 'zfnet' else (
+      lambda image: _full_image(image, config))
+  return prepare, lambda images: np.asarray(run(images)), metadata['class_names']
+
+
+def predictor_from_export(config, out_dir: str):
+  """(prepare, run, class_names) for the artefact of the eval size."""
+  manifest, artefacts = export.load_exported(out_dir)
+  size = manifest['preprocessing']['centre_crop']
+  config = config.copy_and_resolve_references()
+  config.eval_resize = manifest['preprocessing']['resize_short_side']
+  config.eval_size = size
+  return (lambda image: _centre(image, config),
+          lambda images: export.run_exported(artefacts[size], images),
+          manifest['class_names'])

@@ -1,0 +1,70 @@
+"""Exported artefacts against the checkpoint, and predict on good and bad files."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from sppnet_jax import export, predict, train
+from tests.helpers import small_config, small_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  data = small_dataset(str(tmp_path_factory.mktemp('export')))
+  workdir = str(tmp_path_factory.mktemp('run'))
+  config = small_config(data, num_epochs=1)
+  train.train_and_evaluate(config, workdir)
+  return data, workdir, config
+
+
+def test_exported_probabilities_equal_the_checkpoints(trained, tmp_path):
+  _, workdir, config = trained
+  model, params, metadata, _ = train.restore_for_inference(config, workdir)
+  export.export_model(model, params, [64, 48, 40], str(tmp_path),
+                      class_names=metadata['class_names'], config=config)
+  manifest, artefacts = export.load_exported(str(tmp_path))
+  assert manifest['class_names'] == metadata['class_names']
+  reference = jax.jit(export.inference_function(model, params))
+  rng = np.random.default_rng(0)
+  for size in (64, 48, 40):
+    for batch in (1, 5):  # The batch dimension is symbolic.
+      images = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+      got = export.run_exported(artefacts[size], images)
+      np.testing.assert_allclose(got, np.asarray(reference(images)), atol=1e-6)
+      np.testing.assert_allclose(got.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_full_image_buckets():
+  # 300x450 -> short side 256 -> 256x384; 500x333 -> 384.4x256 -> 384x256.
+  assert predict.full_image_shape(300, 450, 256, 32) == (256, 384)
+  assert predict.full_image_shape(500, 333, 256, 32) == (384, 256)
+  assert predict.full_image_shape(10, 1000, 72, 32) == (64, 7200)
+
+
+def test_predict_reports_a_corrupt_file_and_goes_on(trained, tmp_path):
+  data, workdir, _ = trained
+  good = [os.path.join(data, 'val', 'circle', name)
+          for name in sorted(os.listdir(os.path.join(data, 'val', 'circle')))[:2]]
+  bad = tmp_path / 'broken.jpg'
+  bad.write_bytes(b'\xff\xd8\xff\xe0 not really a jpeg')
+  command = [sys.executable, 'main.py', '--mode=predict', '--config=tests/small_recipe.py',
+             f'--workdir={workdir}', f'--config.data_dir={data}', '--config.num_epochs=1',
+             f'--images={good[0]},{bad},{good[1]}', '--json']
+  result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  assert result.returncode == 1, result.stderr[-3000:]
+  lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
+  assert [line['file'] for line in lines] == [good[0], str(bad), good[1]]
+  assert 'not a readable image' in lines[1]['error']
+  for line in (lines[0], lines[2]):
+    names = [name for name, _ in line['predictions']]
+    assert len(names) == 5 and len(set(names)) == 5
+    probabilities = [p for _, p in line['predictions']]
+    assert probabilities == sorted(probabilities, reverse=True)
