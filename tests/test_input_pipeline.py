@@ -192,13 +192,18 @@ def test_eval_every_example_once(id_folder, process_count, batch_size,
   assert sorted(all_ids) == sorted(expected['val'])  # each exactly once
 
 
-def test_cache_eval_reads_files_once(id_folder, tmp_path):
-  root, expected = id_folder
+def _link_copy(root, dest) -> None:
+  """The id folder's files, hard-linked into `dest` (to add or change some)."""
   for split in ('train', 'val'):
     for name in ID_CLASSES:
-      os.makedirs(tmp_path / split / name)
+      os.makedirs(dest / split / name)
       for f in os.listdir(os.path.join(root, split, name)):
-        os.link(os.path.join(root, split, name, f), tmp_path / split / name / f)
+        os.link(os.path.join(root, split, name, f), dest / split / name / f)
+
+
+def test_cache_eval_reads_files_once(id_folder, tmp_path):
+  root, expected = id_folder
+  _link_copy(root, tmp_path)
   config = make_config(data_dir=str(tmp_path), cache_eval=True)
   first, ids = _eval_ids(config, local_batch_size=4)
   assert sorted(ids) == sorted(expected['val'])
@@ -259,14 +264,19 @@ def test_eval_centre_crop_pixels(tmp_path):
     assert diff.mean() < 2.5, (antialias, diff.mean())
 
 
-def test_multi_size_is_the_same_crop_resized(tmp_path):
+def _smooth_folder(root, num_train: int) -> None:
+  """One class of smooth 60x80 photos: num_train to train on, one to validate."""
   for split in ('train', 'val'):
-    os.makedirs(tmp_path / split / 'x')
-  for i in range(4):
+    os.makedirs(root / split / 'x')
+  for i in range(num_train):
     Image.fromarray(_smooth_image(60, 80, seed=i)).save(
-        tmp_path / 'train' / 'x' / f'{i}.jpg', quality=95)
+        root / 'train' / 'x' / f'{i}.jpg', quality=95)
   Image.fromarray(_smooth_image(60, 80, seed=9)).save(
-      tmp_path / 'val' / 'x' / 'v.jpg', quality=95)
+      root / 'val' / 'x' / 'v.jpg', quality=95)
+
+
+def test_multi_size_is_the_same_crop_resized(tmp_path):
+  _smooth_folder(tmp_path, 4)
   config = make_config(data_dir=str(tmp_path), train_sizes=(32, 20))
   kwargs = dict(epoch=3, local_batch_size=4, steps=1)
   (big,) = list(ip.train_dataset(config, image_size=32, **kwargs)
@@ -359,11 +369,8 @@ def _truncated_jpeg():
 def corrupt_folder(id_folder, tmp_path):
   """The id set plus a truncated JPEG (sorts first) and a garbage file (last)."""
   root, expected = id_folder
+  _link_copy(root, tmp_path)
   for split in ('train', 'val'):
-    for name in ID_CLASSES:
-      os.makedirs(tmp_path / split / name)
-      for f in os.listdir(os.path.join(root, split, name)):
-        os.link(os.path.join(root, split, name, f), tmp_path / split / name / f)
     (tmp_path / split / 'ant' / '000_truncated.jpg').write_bytes(
         _truncated_jpeg())
     (tmp_path / split / 'cat' / 'zzz_garbage.jpg').write_bytes(
@@ -578,13 +585,7 @@ def test_tfds_mock_cifar10(tmp_path):
 
 
 def test_per_step_sizes_alternate_by_batch_and_survive_a_skip(tmp_path):
-  for split in ('train', 'val'):
-    os.makedirs(tmp_path / split / 'x')
-  for i in range(12):
-    Image.fromarray(_smooth_image(60, 80, seed=i)).save(
-        tmp_path / 'train' / 'x' / f'{i}.jpg', quality=95)
-  Image.fromarray(_smooth_image(60, 80, seed=9)).save(
-      tmp_path / 'val' / 'x' / 'v.jpg', quality=95)
+  _smooth_folder(tmp_path, 12)
   config = make_config(data_dir=str(tmp_path), train_sizes=(32, 20))
   kwargs = dict(epoch=1, local_batch_size=4, steps=3)
   whole = list(ip.train_dataset(config, image_size=(32, 20), **kwargs)
