@@ -151,13 +151,13 @@ def _im2col_forward(x, kernel, stride: int) -> bool:  # For 'mixed'.
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _auto_conv(x, kernel, stride, padding):
+def _mixed_conv(x, kernel, stride, padding):
   if _im2col_forward(x, kernel, stride):
     return _im2col_conv(x, kernel, stride, padding)
   return _xla_conv(x, kernel, stride, padding)
 
 
-def _auto_conv_fwd(x, kernel, stride, padding):
+def _mixed_conv_fwd(x, kernel, stride, padding):
   kh, kw = kernel.shape[:2]
   if _im2col_forward(x, kernel, stride):
     patches = _patches(x, kh, kw, stride, padding)
@@ -165,7 +165,7 @@ def _auto_conv_fwd(x, kernel, stride, padding):
   return _xla_conv(x, kernel, stride, padding), (x, kernel, None)
 
 
-def _auto_conv_bwd(stride, padding, residuals, g):
+def _mixed_conv_bwd(stride, padding, residuals, g):
   x, kernel, patches = residuals
   kh, kw, cin, cout = kernel.shape
   if patches is None:
@@ -181,7 +181,7 @@ def _auto_conv_bwd(stride, padding, residuals, g):
   return d_x, d_kernel.reshape(kh, kw, cin, cout).astype(kernel.dtype)
 
 
-_auto_conv.defvjp(_auto_conv_fwd, _auto_conv_bwd)
+_mixed_conv.defvjp(_mixed_conv_fwd, _mixed_conv_bwd)
 
 
 def conv2d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: int,
@@ -208,9 +208,9 @@ def conv2d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: int,
   if impl == 'auto':
     if jax.default_backend() != 'cpu' or _cpu_convs_use_eigen():
       return _xla_conv(x, kernel, stride, padding)
-    return _auto_conv(x, kernel, stride, padding)
+    return _mixed_conv(x, kernel, stride, padding)
   if impl == 'mixed':
-    return _auto_conv(x, kernel, stride, padding)
+    return _mixed_conv(x, kernel, stride, padding)
   raise ValueError(f'unknown convolution implementation {impl!r}: use one of '
                    f'{CONV_IMPLS}.')
 

@@ -278,8 +278,9 @@ def _loop(run, state, step, store, writer, hooks, steps, eval_step, stop):
     for batch in parallel.prefetch_to_mesh(dataset.as_numpy_iterator(), mesh):
       if step == first_step and jax.process_index() == 0:
         # What the network sees after augmentation, once per run.
-        writer.write_images(step, {'train_augmented': np.asarray(
-            jax.device_get(batch['image'][:_IMAGES_TO_SHOW]))})
+        # (From a local shard: the global batch spans other hosts' devices.)
+        local_images = batch['image'].addressable_data(0)[:_IMAGES_TO_SHOW]
+        writer.write_images(step, {'train_augmented': np.asarray(local_images)})
       state, metrics = steps[batch['image'].shape[1]](state, batch)
       step += 1
       train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
