@@ -69,6 +69,16 @@ def test_checkpoint_of_another_model_is_a_clear_error(data_dir, tmp_path):
   other = small_config(data_dir, num_epochs=2, spp_levels=(4, 2, 1))
   with pytest.raises(ValueError, match=r'spp_levels: checkpoint \[6, 3, 2, 1\]'):
     train.train_and_evaluate(other, str(tmp_path))
+  zfnet = small_config(data_dir, num_epochs=2, model='zfnet', train_sizes=(64,))
+  with pytest.raises(ValueError, match="model: checkpoint 'sppnet', config 'zfnet'"):
+    train.train_and_evaluate(zfnet, str(tmp_path))
+  # Another class count (a model for another data set) against the same files.
+  from sppnet_jax import checkpoints
+  five = small_config(data_dir, num_classes=5)
+  store = checkpoints.Checkpoints(str(tmp_path), five)
+  with pytest.raises(ValueError, match='num_classes: checkpoint 10, config 5'):
+    store.restore(store.latest, store.latest_step(), abstract_state=None)
+  store.close()
 
 
 def test_config_errors_are_one_line(data_dir):
