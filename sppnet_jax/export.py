@@ -48,6 +48,9 @@ def export_model(model, params, sizes: Sequence[int], out_dir: str, *,
   """Writes one artefact per square input size and the manifest; returns the
   manifest's path."""
   os.makedirs(out_dir, exist_ok=True)
+  # Plain XLA convolutions: the CPU-specific im2col graphs would be baked into
+  # the CUDA artefact too.
+  model = model.clone(conv_impl='xla')
   predict = jax.jit(inference_function(model, params))
   (batch,) = jax.export.symbolic_shape('batch')
   files = {}

@@ -128,15 +128,22 @@ def train_step(state: TrainState, batch: dict, *, model, schedule, seed: int,
   return state.apply_gradients(grads=grads), metrics
 
 
+def make_train_step(model, schedule, config, mesh=None, state_sharding=None):
+  """The jitted train step with the state donated; with a mesh, the batch sharded
+  over its data axis and the state as `state_sharding`."""
+  step = functools.partial(train_step, model=model, schedule=schedule,
+                           seed=config.seed, label_smoothing=config.label_smoothing)
+  if mesh is None:
+    return jax.jit(step, donate_argnums=0)
+  return jax.jit(step, in_shardings=(state_sharding, parallel.batch_sharding(mesh)),
+                 out_shardings=(state_sharding, parallel.replicated_sharding(mesh)),
+                 donate_argnums=0)
+
+
 def compile_train_steps(run: Run) -> dict[int, Any]:
   """One ahead-of-time compilation of the train step per training size."""
   config, mesh = run.config, run.mesh
-  step = jax.jit(
-      functools.partial(train_step, model=run.model, schedule=run.schedule,
-                        seed=config.seed, label_smoothing=config.label_smoothing),
-      in_shardings=(run.state_sharding, parallel.batch_sharding(mesh)),
-      out_shardings=(run.state_sharding, parallel.replicated_sharding(mesh)),
-      donate_argnums=0)
+  step = make_train_step(run.model, run.schedule, config, mesh, run.state_sharding)
   local_batch = parallel.local_batch_size(config.batch_size)
   compiled = {}
   for size in sorted(set(config.train_sizes), reverse=True):
