@@ -242,7 +242,7 @@ def _alternate_batch_sizes(ds, sizes, crop_size, first_batch, antialias):
     size = table[tf.cast(index % len(sizes), tf.int32)]
     image = tf.cond(
         size == crop_size, lambda: batch['image'],
-        lambda: _to_uint8(tf.image.resize(batch['image'], [size, size],
+        lambda: to_uint8(tf.image.resize(batch['image'], [size, size],
                                           method='bilinear', antialias=antialias)))
     image.set_shape([batch['image'].shape[0], None, None, 3])
     return dict(batch, image=image)
@@ -435,7 +435,8 @@ def _first(element, copies):
   return element
 
 
-def _to_uint8(image):
+def to_uint8(image):
+  """Float pixels (0..255 scale) rounded and clipped to uint8."""
   return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
 
@@ -506,7 +507,7 @@ def _decode_train(e, *, is_path, base_key, crop_size, image_size, area_range,
     image = tf.image.resize(image, [image_size, image_size],
                             method='bilinear', antialias=antialias)
   image = tf.image.stateless_random_flip_left_right(image, flip_key)
-  return {'pos': e['pos'], 'image': _to_uint8(image), 'label': e['label']}
+  return {'pos': e['pos'], 'image': to_uint8(image), 'label': e['label']}
 
 
 def resize_short_side(image, short_side, antialias: bool = False):
@@ -539,7 +540,7 @@ def decode_image_file(path: str) -> np.ndarray:
 def _decode_eval(e, *, is_path, size, resize, antialias):
   def decode():
     image = _decode_full(_read(e['data'], is_path))
-    return _to_uint8(centre_crop(resize_short_side(image, resize, antialias), size))
+    return to_uint8(centre_crop(resize_short_side(image, resize, antialias), size))
 
   if 'sentinel' in e:
     image = tf.cond(e['sentinel'], lambda: tf.zeros([size, size, 3], tf.uint8),

@@ -43,14 +43,14 @@ def full_image_shape(height: int, width: int, short_side: int,
 def _full_image(image: np.ndarray, config) -> np.ndarray:
   shape = full_image_shape(*image.shape[:2], config.eval_resize,
                            config.eval.full_image_step)
-  return tf.cast(tf.clip_by_value(tf.round(tf.image.resize(
-      image, shape, method='bilinear')), 0, 255), tf.uint8).numpy()
+  return input_pipeline.to_uint8(
+      tf.image.resize(image, shape, method='bilinear')).numpy()
 
 
 def _centre(image: np.ndarray, config) -> np.ndarray:
   resized = input_pipeline.resize_short_side(image, config.eval_resize)
   cropped = input_pipeline.centre_crop(resized, config.eval_size)
-  return tf.cast(tf.clip_by_value(tf.round(cropped), 0, 255), tf.uint8).numpy()
+  return input_pipeline.to_uint8(cropped).numpy()
 
 
 def _top_k(probabilities: np.ndarray, class_names: Sequence[str], k: int):
