@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from sppnet_jax import train
-from tests.helpers import small_config, small_dataset
+from tests.helpers import small_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,8 +25,8 @@ def _eval(data, workdir, *overrides):
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-  data = small_dataset(str(tmp_path_factory.mktemp('eval_mode')))
+def trained(small_data, tmp_path_factory):
+  data = small_data
   workdir = str(tmp_path_factory.mktemp('run'))
   config = small_config(data, num_epochs=2, keep_best_checkpoints=2)
   train.train_and_evaluate(config, workdir)  # On this process's single device.

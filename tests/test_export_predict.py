@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from sppnet_jax import export, predict, train
-from tests.helpers import small_config, small_dataset
+from tests.helpers import small_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-  data = small_dataset(str(tmp_path_factory.mktemp('export')))
+def trained(small_data, tmp_path_factory):
+  data = small_data
   workdir = str(tmp_path_factory.mktemp('run'))
   config = small_config(data, num_epochs=1)
   train.train_and_evaluate(config, workdir)

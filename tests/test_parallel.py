@@ -14,7 +14,6 @@ import sys
 import numpy as np
 import pytest
 
-from tests.helpers import small_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,19 +49,14 @@ def _max_abs_diff(a, b):
 
 
 @pytest.fixture(scope='module')
-def data(tmp_path_factory):
-  return small_dataset(str(tmp_path_factory.mktemp('parallel')))
-
-
-@pytest.fixture(scope='module')
-def one_device(data, tmp_path_factory):
+def one_device(small_data, tmp_path_factory):
   out = str(tmp_path_factory.mktemp('one_device'))
-  _finish(_worker(out, data, 1))
+  _finish(_worker(out, small_data, 1))
   return _load(out, 'trained')
 
 
-def test_eight_devices_match_one(data, one_device, tmp_path):
-  _finish(_worker(str(tmp_path), data, 8))
+def test_eight_devices_match_one(small_data, one_device, tmp_path):
+  _finish(_worker(str(tmp_path), small_data, 8))
   params, metrics = _load(str(tmp_path), 'trained')
   reference_params, reference_metrics = one_device
   diff = _max_abs_diff(params, reference_params)
@@ -73,14 +67,14 @@ def test_eight_devices_match_one(data, one_device, tmp_path):
   np.testing.assert_allclose(metrics['loss'], reference_metrics['loss'], rtol=1e-5)
 
 
-def test_two_processes_match_one_and_their_checkpoint_restores(data, one_device,
+def test_two_processes_match_one_and_their_checkpoint_restores(small_data, one_device,
                                                                 tmp_path):
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
     port = s.getsockname()[1]
   coordinator = f'127.0.0.1:{port}'
   out = str(tmp_path)
-  _finish(*[_worker(out, data, 2, num_processes=2, process_id=i,
+  _finish(*[_worker(out, small_data, 2, num_processes=2, process_id=i,
                     coordinator=coordinator) for i in range(2)])
   params, metrics = _load(out, 'trained')
   reference_params, reference_metrics = one_device
@@ -90,7 +84,7 @@ def test_two_processes_match_one_and_their_checkpoint_restores(data, one_device,
   assert metrics['num_examples'] == 30
   np.testing.assert_allclose(metrics['loss'], reference_metrics['loss'], rtol=1e-5)
   # The checkpoint the two processes wrote, restored by one process on 4 devices.
-  _finish(_worker(out, data, 4, '--restore'))
+  _finish(_worker(out, small_data, 4, '--restore'))
   restored, restored_metrics = _load(out, 'restored')
   assert _max_abs_diff(restored, params) == 0.0
   assert restored_metrics == metrics

@@ -11,7 +11,6 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from tests.helpers import small_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FINAL_STEP = 30  # 6 epochs of 5 steps
@@ -36,11 +35,13 @@ def _run(data, workdir, *extra):
   return process.returncode, output
 
 
-def _saved_steps(workdir):
+def _checkpoint_entries(workdir):
   folder = os.path.join(workdir, 'checkpoints')
-  if not os.path.isdir(folder):
-    return []
-  return sorted(int(name) for name in os.listdir(folder) if name.isdigit())
+  return os.listdir(folder) if os.path.isdir(folder) else []
+
+
+def _saved_steps(workdir):
+  return sorted(int(name) for name in _checkpoint_entries(workdir) if name.isdigit())
 
 
 def _interrupt_after_first_save(data, workdir, signum):
@@ -55,10 +56,7 @@ def _interrupt_after_first_save(data, workdir, signum):
 
 
 def _saves_in_progress(workdir):
-  folder = os.path.join(workdir, 'checkpoints')
-  if not os.path.isdir(folder):
-    return []
-  return [name for name in os.listdir(folder) if 'tmp' in name]
+  return [name for name in _checkpoint_entries(workdir) if 'tmp' in name]
 
 
 def _final_params(workdir):
@@ -69,24 +67,19 @@ def _final_params(workdir):
 
 
 @pytest.fixture(scope='module')
-def data(tmp_path_factory):
-  return small_dataset(str(tmp_path_factory.mktemp('resume')))
-
-
-@pytest.fixture(scope='module')
-def reference(data, tmp_path_factory):
+def reference(small_data, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('reference'))
-  code, output = _run(data, workdir)
+  code, output = _run(small_data, workdir)
   assert code == 0, output[-3000:]
   return _final_params(workdir)
 
 
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGKILL],
                          ids=['sigterm', 'kill-9'])
-def test_interrupted_run_resumes_to_the_same_parameters(data, reference, tmp_path,
+def test_interrupted_run_resumes_to_the_same_parameters(small_data, reference, tmp_path,
                                                         signum):
   workdir = str(tmp_path)
-  code, output = _interrupt_after_first_save(data, workdir, signum)
+  code, output = _interrupt_after_first_save(small_data, workdir, signum)
   if signum == signal.SIGTERM:
     assert code == 143, output[-3000:]
     assert 'the same command resumes' in output
@@ -94,7 +87,7 @@ def test_interrupted_run_resumes_to_the_same_parameters(data, reference, tmp_pat
     assert code == -signal.SIGKILL, output[-3000:]
   stopped_at = max(_saved_steps(workdir))
   assert stopped_at < FINAL_STEP, 'the run ended before it was interrupted'
-  code, output = _run(data, workdir)
+  code, output = _run(small_data, workdir)
   assert code == 0, output[-3000:]
   assert f'at step {stopped_at}' in output  # 'Resumed from ... at step N.'
   params = _final_params(workdir)
@@ -108,11 +101,11 @@ def test_interrupted_run_resumes_to_the_same_parameters(data, reference, tmp_pat
 WIDE = ('--config.fc_dim=4096',)
 
 
-def test_kill_during_a_save_resumes_from_the_last_complete_one(data, tmp_path):
+def test_kill_during_a_save_resumes_from_the_last_complete_one(small_data, tmp_path):
   reference_dir, workdir = str(tmp_path / 'reference'), str(tmp_path / 'killed')
-  code, output = _run(data, reference_dir, *WIDE)
+  code, output = _run(small_data, reference_dir, *WIDE)
   assert code == 0, output[-3000:]
-  process = _start(data, workdir, *WIDE)
+  process = _start(small_data, workdir, *WIDE)
   deadline = time.time() + 600
   while not (_saved_steps(workdir) and _saves_in_progress(workdir)):
     assert process.poll() is None, 'the run ended before a save could be interrupted'
@@ -121,7 +114,7 @@ def test_kill_during_a_save_resumes_from_the_last_complete_one(data, tmp_path):
   process.kill()
   process.communicate(timeout=60)
   complete = max(_saved_steps(workdir))
-  code, output = _run(data, workdir, *WIDE)
+  code, output = _run(small_data, workdir, *WIDE)
   assert code == 0, output[-3000:]
   assert f'at step {complete}.' in output
   params, reference = _final_params(workdir), _final_params(reference_dir)

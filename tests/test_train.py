@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sppnet_jax import parallel, train
-from tests.helpers import small_config, small_dataset
+from tests.helpers import small_config
 
 
 class _CompileLog(logging.Handler):
@@ -26,15 +26,10 @@ class _CompileLog(logging.Handler):
       self.names.append(match.group(1))
 
 
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  return small_dataset(str(tmp_path_factory.mktemp('train')))
-
-
 def test_two_size_run_compiles_once_per_size_and_scores_every_example(
-    data_dir, tmp_path):
+    small_data, tmp_path):
   # 80 train images / batch 16 = 5 steps per epoch; 3 epochs alternate 64, 48, 64.
-  config = small_config(data_dir, num_epochs=3)
+  config = small_config(small_data, num_epochs=3)
   log = _CompileLog()
   jax_logger = logging.getLogger('jax')
   jax_logger.addHandler(log)
@@ -54,8 +49,8 @@ def test_two_size_run_compiles_once_per_size_and_scores_every_example(
   assert os.listdir(tmp_path / 'best')
 
 
-def test_rerun_resumes_and_eval_mode_scores_the_best(data_dir, tmp_path):
-  config = small_config(data_dir, num_epochs=2, keep_best_checkpoints=1)
+def test_rerun_resumes_and_eval_mode_scores_the_best(small_data, tmp_path):
+  config = small_config(small_data, num_epochs=2, keep_best_checkpoints=1)
   first = train.train_and_evaluate(config, str(tmp_path))
   again = train.train_and_evaluate(config, str(tmp_path))  # Nothing left to train.
   assert again == first
@@ -64,40 +59,40 @@ def test_rerun_resumes_and_eval_mode_scores_the_best(data_dir, tmp_path):
   assert scored['step'] in (5, 10)
 
 
-def test_checkpoint_of_another_model_is_a_clear_error(data_dir, tmp_path):
-  train.train_and_evaluate(small_config(data_dir, num_epochs=1), str(tmp_path))
-  other = small_config(data_dir, num_epochs=2, spp_levels=(4, 2, 1))
+def test_checkpoint_of_another_model_is_a_clear_error(small_data, tmp_path):
+  train.train_and_evaluate(small_config(small_data, num_epochs=1), str(tmp_path))
+  other = small_config(small_data, num_epochs=2, spp_levels=(4, 2, 1))
   with pytest.raises(ValueError, match=r'spp_levels: checkpoint \[6, 3, 2, 1\]'):
     train.train_and_evaluate(other, str(tmp_path))
-  zfnet = small_config(data_dir, num_epochs=2, model='zfnet', train_sizes=(64,))
+  zfnet = small_config(small_data, num_epochs=2, model='zfnet', train_sizes=(64,))
   with pytest.raises(ValueError, match="model: checkpoint 'sppnet', config 'zfnet'"):
     train.train_and_evaluate(zfnet, str(tmp_path))
   # Another class count (a model for another data set) against the same files.
   from sppnet_jax import checkpoints
-  five = small_config(data_dir, num_classes=5)
+  five = small_config(small_data, num_classes=5)
   store = checkpoints.Checkpoints(str(tmp_path), five)
   with pytest.raises(ValueError, match='num_classes: checkpoint 10, config 5'):
     store.restore(store.latest, store.latest_step(), abstract_state=None)
   store.close()
 
 
-def test_config_errors_are_one_line(data_dir):
+def test_config_errors_are_one_line(small_data):
   with pytest.raises(ValueError, match='num_classes=7 but'):
-    train.setup(small_config(data_dir, num_classes=7))
+    train.setup(small_config(small_data, num_classes=7))
   with pytest.raises(ValueError, match='multiple of'):
-    train.setup(small_config(data_dir, batch_size=0))
+    train.setup(small_config(small_data, batch_size=0))
   with pytest.raises(ValueError, match='at least 31'):
-    train.setup(small_config(data_dir, train_sizes=(24,)))
+    train.setup(small_config(small_data, train_sizes=(24,)))
 
 
-def test_per_step_size_schedule_compiles_once_per_size(data_dir, tmp_path):
-  config = small_config(data_dir, num_epochs=1, size_schedule='step')
+def test_per_step_size_schedule_compiles_once_per_size(small_data, tmp_path):
+  config = small_config(small_data, num_epochs=1, size_schedule='step')
   metrics = train.train_and_evaluate(config, str(tmp_path))
   assert metrics['num_examples'] == 30
 
 
-def test_bfloat16_activations_keep_float32_parameters(data_dir):
-  config = small_config(data_dir, dtype='bfloat16')
+def test_bfloat16_activations_keep_float32_parameters(small_data):
+  config = small_config(small_data, dtype='bfloat16')
   run = train.setup(config)
   assert run.model.dtype == jax.numpy.bfloat16
   leaves = jax.tree_util.tree_leaves((run.state.params, run.state.opt_state))
@@ -113,11 +108,11 @@ def test_bfloat16_activations_keep_float32_parameters(data_dir):
   assert jax.tree_util.tree_leaves(state.params)[0].dtype == np.float32
 
 
-def test_divergence_stops_before_a_bad_state_is_saved(data_dir, tmp_path):
+def test_divergence_stops_before_a_bad_state_is_saved(small_data, tmp_path):
   import orbax.checkpoint as ocp
   # The rate warms up over 2 epochs (10 steps) to 1e4: the first steps are
   # fine and saved, then the loss blows up.
-  config = small_config(data_dir, learning_rate=1e4, warmup_epochs=2.0,
+  config = small_config(small_data, learning_rate=1e4, warmup_epochs=2.0,
                         checkpoint_every_steps=1, log_every_steps=100,
                         keep_latest_checkpoints=100)
   with pytest.raises(FloatingPointError, match='diverged'):
@@ -130,21 +125,21 @@ def test_divergence_stops_before_a_bad_state_is_saved(data_dir, tmp_path):
                for leaf in jax.tree_util.tree_leaves(state['params']))
 
 
-def test_workdir_of_another_config_is_refused_unless_allowed(data_dir, tmp_path):
-  train.train_and_evaluate(small_config(data_dir, num_epochs=1), str(tmp_path))
-  changed = small_config(data_dir, num_epochs=2, learning_rate=0.5)
+def test_workdir_of_another_config_is_refused_unless_allowed(small_data, tmp_path):
+  train.train_and_evaluate(small_config(small_data, num_epochs=1), str(tmp_path))
+  changed = small_config(small_data, num_epochs=2, learning_rate=0.5)
   with pytest.raises(ValueError, match=r'learning_rate: 0.01 -> 0.5; num_epochs: 1 -> 2'):
     train.train_and_evaluate(changed, str(tmp_path))
   # Logging and saving cadence may change freely; told to, other changes go on.
-  train.train_and_evaluate(small_config(data_dir, num_epochs=1, log_every_steps=2),
+  train.train_and_evaluate(small_config(small_data, num_epochs=1, log_every_steps=2),
                            str(tmp_path))
   changed.allow_config_change = True
   assert train.train_and_evaluate(changed, str(tmp_path))['num_examples'] == 30
 
 
-def test_tensorboard_gets_metrics_images_and_a_profile(data_dir, tmp_path):
+def test_tensorboard_gets_metrics_images_and_a_profile(small_data, tmp_path):
   import tensorflow as tf
-  config = small_config(data_dir, num_epochs=2, profile_steps=2, profile_first_step=2)
+  config = small_config(small_data, num_epochs=2, profile_steps=2, profile_first_step=2)
   train.train_and_evaluate(config, str(tmp_path))
   tags = set()
   for name in os.listdir(tmp_path):
