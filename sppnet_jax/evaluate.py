@@ -5,7 +5,6 @@ is scored, never dropped; the metrics average over masked-in examples only.
 """
 
 import jax
-import jax.numpy as jnp
 
 from sppnet_jax import input_pipeline, parallel
 from sppnet_jax.metrics import EvalMetrics, classification_outputs
