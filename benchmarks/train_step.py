@@ -295,8 +295,9 @@ def parse_args(argv=None):
   return args
 
 
-CPU_CONV_XLA_FLAG = ('--xla_cpu_experimental_ynn_fusion_type='
-                     'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT')  # = models.CPU_CONV_XLA_FLAG
+def _conv_flag() -> str:
+  from sppnet_jax.models import CPU_CONV_XLA_FLAG  # pylint: disable=g-import-not-at-top
+  return CPU_CONV_XLA_FLAG
 
 
 def _strip(argv, names):
@@ -320,10 +321,11 @@ def _run_child(argv, preload, xla_conv):
     env['LD_PRELOAD'] = preload
   else:
     env.pop('LD_PRELOAD', None)
+  flag = _conv_flag()
   flags = [f for f in env.get('XLA_FLAGS', '').split()
-           if not f.startswith(CPU_CONV_XLA_FLAG.split('=')[0] + '=')]
+           if not f.startswith(flag.split('=')[0] + '=')]
   if xla_conv == 'eigen':
-    flags.append(CPU_CONV_XLA_FLAG)
+    flags.append(flag)
   env['XLA_FLAGS'] = ' '.join(flags)
   setup = f'{"tcmalloc" if preload else "glibc"}, {xla_conv}'
   out = f'/tmp/sppnet_bench_{os.getpid()}_{len(os.listdir("/tmp"))}.json'

@@ -71,12 +71,20 @@ def get_config() -> ml_collections.ConfigDict:
   config.allow_config_change = False
 
 
-  # Eval-only mode (--mode=eval).
+  # Eval-only mode (--mode=eval); evaluation during training is always `center`.
   config.eval = ml_collections.ConfigDict()
   config.eval.checkpoint_step = -1  # -1: the best checkpoint; N: step N
   config.eval.checkpoint_path = ''  # a step folder (e.g. OTHER_WORKDIR/best/1000)
-  # Full-image inference: each side (after resizing the short side to
-  # eval_resize) rounded to a multiple of this, bounding the compilations.
+  # The test views (see sppnet_jax/eval_views.py): 'center' (short side to
+  # eval_resize, eval_size centre crop), 'ten_view' (4 corners + centre and
+  # their mirrors), 'full_image' (the whole image at its aspect ratio, short
+  # side eval_resize), 'multi_scale' (scale_views at each of scales).
+  config.eval.protocol = 'center'
+  # Full images: each side (after resizing the short side) rounded to a
+  # multiple of this, bounding the compilations (also used by --mode=predict).
   config.eval.full_image_step = 32
+  config.eval.scales = (224, 256, 300, 360, 448, 560)  # multi_scale short sides
+  config.eval.scale_views = 'full_image'  # multi_scale: center|ten_view|full_image
+  config.eval.flip = False  # also the mirror image of center/full_image views
 
   return config

@@ -2,6 +2,7 @@
 
 import ml_collections
 
+from sppnet_jax.eval_views import PROTOCOLS, VIEW_KINDS
 from sppnet_jax.models import min_input_size
 
 _CHOICES = {
@@ -30,8 +31,34 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if not config.spp_levels or min(config.spp_levels) < 1:
     raise ValueError(f'config.spp_levels={tuple(config.spp_levels)} needs positive '
                      'levels, e.g. --config.spp_levels="(6, 3, 2, 1)".')
+  _validate_eval_protocol(config)
   if config.log_every_steps < 1:
     raise ValueError('config.log_every_steps must be at least 1.')
+
+
+def _validate_eval_protocol(config) -> None:
+  protocol, views = config.eval.protocol, config.eval.scale_views
+  if protocol not in PROTOCOLS:
+    raise ValueError(f'config.eval.protocol={protocol!r} is not one of {PROTOCOLS}: '
+                     'set --config.eval.protocol to one of them.')
+  if config.eval.full_image_step < 1:
+    raise ValueError('config.eval.full_image_step must be at least 1.')
+  if protocol == 'multi_scale':
+    if views not in VIEW_KINDS:
+      raise ValueError(f'config.eval.scale_views={views!r} is not one of '
+                       f'{VIEW_KINDS}: set --config.eval.scale_views to one of them.')
+    scales = tuple(config.eval.scales)
+    least = config.eval_size if views != 'full_image' else min_input_size()
+    if not scales or min(scales) < least:
+      raise ValueError(f'config.eval.scales={scales} must be at least {least} for '
+                       f'{views} views: raise them, e.g. --config.eval.scales='
+                       '"(224, 256, 300, 360, 448, 560)".')
+  full_images = protocol == 'full_image' or (protocol == 'multi_scale'
+                                             and views == 'full_image')
+  if full_images and config.model == 'zfnet':
+    raise ValueError('full-image views need SPP-net: ZFNet\'s fc6 fixes its input '
+                     'at eval_size; use --config.eval.protocol=center or ten_view '
+                     '(or multi_scale with --config.eval.scale_views=ten_view).')
 
 
 def resolve_config(config: ml_collections.ConfigDict,

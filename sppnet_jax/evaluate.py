@@ -2,11 +2,23 @@
 
 Batches are padded to the batch size and carry a mask, so the last partial batch
 is scored, never dropped; the metrics average over masked-in examples only.
+
+`evaluate` scores the centre crop (the protocol of evaluation during training)
+with global batches on the whole mesh. `evaluate_views` scores the other test
+protocols (`config.eval.protocol`, see eval_views.py): each process scores its
+own shard on its own devices, sums each example's softmax over its views, and
+the processes' totals are added at the end.
 """
 
-import jax
+import functools
 
-from sppnet_jax import input_pipeline, parallel
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
+
+from sppnet_jax import eval_views, input_pipeline, parallel
 from sppnet_jax.metrics import EvalMetrics, classification_outputs
 from sppnet_jax.models import normalize_images
 
@@ -42,3 +54,105 @@ def evaluate(eval_step, params, config, mesh) -> dict:
                      'and --config.data_dir.')
   return {k: float(v) if k != 'num_examples' else v
           for k, v in jax.device_get(totals.compute()).items()}
+
+
+def evaluate_protocol(eval_step, model, params, config, mesh) -> dict:
+  """Scores the protocol `config.eval.protocol` selects."""
+  if config.eval.protocol == 'center':
+    metrics = evaluate(eval_step, params, config, mesh)
+  else:
+    metrics = evaluate_views(model, params, config)
+  metrics['protocol'] = config.eval.protocol
+  return metrics
+
+
+@functools.lru_cache(maxsize=8)
+def make_view_step(model, mesh: Mesh):
+  """A jitted step: (params, views uint8 [B, V, H, W, 3]) -> the softmax summed
+  over the V views [B, classes], float32; one compilation per views shape.
+  Cached, so that evaluating again (e.g. each epoch) compiles nothing new."""
+
+  def view_eval_step(params, views):
+    batch, num = views.shape[:2]
+    images = normalize_images(views.reshape((batch * num,) + views.shape[2:]),
+                              model.dtype)
+    logits = model.apply({'params': params}, images, train=False)
+    probabilities = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    return probabilities.reshape(batch, num, -1).sum(axis=1)
+
+  return jax.jit(view_eval_step,
+                 in_shardings=(parallel.replicated_sharding(mesh),
+                               parallel.batch_sharding(mesh)),
+                 out_shardings=parallel.replicated_sharding(mesh))
+
+
+class _ViewSums:
+  """Per example of this process's shard: the summed softmax, the number of
+  views summed, and the label; grows with the positions seen."""
+
+  def __init__(self, num_classes: int):
+    self.probabilities = np.zeros((0, num_classes), np.float64)
+    self.views = np.zeros((0,), np.int64)
+    self.labels = np.zeros((0,), np.int64)
+
+  def add(self, summed, batch, views_per_example: int):
+    mask = batch['mask']
+    positions = batch['pos'][mask]
+    if positions.size and positions.max() >= len(self.views):
+      grow = max(2 * len(self.views), int(positions.max()) + 1) - len(self.views)
+      self.probabilities = np.pad(self.probabilities, ((0, grow), (0, 0)))
+      self.views = np.pad(self.views, (0, grow))
+      self.labels = np.pad(self.labels, (0, grow))
+    np.add.at(self.probabilities, positions, np.asarray(summed)[mask])
+    np.add.at(self.views, positions, views_per_example)
+    self.labels[positions] = batch['label'][mask]
+
+  def totals(self) -> np.ndarray:
+    """[top-1 correct, top-5 correct, summed loss, examples] of the averaged
+    softmax: the loss is -log of the label's averaged probability."""
+    seen = self.views > 0
+    probabilities = self.probabilities[seen] / self.views[seen, None]
+    labels = self.labels[seen]
+    label_probability = probabilities[np.arange(len(labels)), labels]
+    # Rank of the label = the classes strictly more probable than it.
+    rank = (probabilities > label_probability[:, None]).sum(axis=1)
+    loss = -np.log(np.maximum(label_probability, np.finfo(np.float64).tiny))
+    return np.array([(rank < 1).sum(), (rank < 5).sum(), loss.sum(), len(labels)],
+                    np.float64)
+
+
+def evaluate_views(model, params, config) -> dict:
+  """Scores the view protocols (ten_view, full_image, multi_scale, or centre
+  crops through the same path) on this process's shard, with this process's
+  devices; all processes must call it (the totals are summed across them)."""
+  devices = jax.local_devices()
+  mesh = Mesh(np.array(devices), (parallel.DATA_AXIS,),
+              axis_types=(jax.sharding.AxisType.Auto,))
+  # The replicated parameters' local copy, on this process's devices only.
+  params = jax.device_put(
+      jax.tree.map(lambda x: x.addressable_data(0), params),
+      parallel.replicated_sharding(mesh))
+  step = make_view_step(model, mesh)
+  local_batch = parallel.local_batch_size(config.eval_batch_size, 'eval_batch_size')
+  dataset = eval_views.views_dataset(
+      config, local_batch_size=local_batch, devices=len(devices),
+      process_index=jax.process_index(), process_count=jax.process_count())
+  spec = eval_views.view_spec(config)
+  sums = _ViewSums(config.num_classes)
+  pending = []  # one step in flight while the next batch is prepared
+  for batch in dataset.as_numpy_iterator():
+    views = jax.device_put(batch.pop('views'), parallel.batch_sharding(mesh))
+    pending.append((step(params, views), batch))
+    if len(pending) > 1:
+      sums.add(*pending.pop(0), spec.views_per_scale)
+  for summed, batch in pending:
+    sums.add(summed, batch, spec.views_per_scale)
+  totals = sums.totals()
+  if jax.process_count() > 1:
+    totals = np.asarray(multihost_utils.process_allgather(totals)).sum(axis=0)
+  top1, top5, loss, count = totals
+  if count == 0:
+    raise ValueError('the validation split is empty: check --config.eval_split '
+                     'and --config.data_dir.')
+  return {'loss': float(loss / count), 'top1': float(top1 / count),
+          'top5': float(top5 / count), 'num_examples': int(count)}

@@ -103,6 +103,15 @@ CPU_CONV_XLA_FLAG = ('--xla_cpu_experimental_ynn_fusion_type='
                      'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT')
 
 
+def prefer_fast_cpu_convolutions() -> None:
+  """Adds CPU_CONV_XLA_FLAG to XLA_FLAGS unless XLA_FLAGS already chooses; call
+  it before JAX starts (it does nothing on GPU/TPU). main.py and the benchmarks
+  call it, so every entry point runs the same convolutions."""
+  flags_now = os.environ.get('XLA_FLAGS', '')
+  if CPU_CONV_XLA_FLAG.split('=')[0] not in flags_now:
+    os.environ['XLA_FLAGS'] = f'{flags_now} {CPU_CONV_XLA_FLAG}'.strip()
+
+
 def _cpu_convs_use_eigen() -> bool:
   """Whether XLA_FLAGS keeps convolutions off YNNPACK (see CPU_CONV_XLA_FLAG)."""
   values = [flag.split('=', 1)[1] for flag in os.environ.get('XLA_FLAGS', '').split()

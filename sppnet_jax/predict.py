@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import tensorflow as tf
 
-from sppnet_jax import export, input_pipeline
+from sppnet_jax import eval_views, export, input_pipeline
 
 
 def expand_paths(paths: Iterable[str]) -> list[str]:
@@ -34,10 +34,9 @@ def expand_paths(paths: Iterable[str]) -> list[str]:
 def full_image_shape(height: int, width: int, short_side: int,
                      step: int) -> tuple[int, int]:
   """The short side at `short_side`, the aspect kept, each side rounded to a
-  multiple of `step` (the shape bucket)."""
-  scale = short_side / min(height, width)
-  snap = lambda side: max(step, int(round(side * scale / step)) * step)
-  return snap(height), snap(width)
+  multiple of `step` (the shape bucket, as the full_image eval protocol makes)."""
+  return tuple(int(side) for side in eval_views.full_image_shape(
+      height, width, short_side, step))
 
 
 def _full_image(image: np.ndarray, config) -> np.ndarray:

@@ -356,10 +356,9 @@ def _checkpoint_to_evaluate(config, store: checkpoints.Checkpoints):
   return store.latest, store.latest_step()
 
 
-def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Restores a checkpoint (see `_checkpoint_to_evaluate`) on whatever devices
-  this run has, scores the validation split, and writes the metrics to
-  WORKDIR/eval/ (a JSON file per step, and TensorBoard scalars)."""
+def restore_for_evaluation(config: ml_collections.ConfigDict, workdir: str):
+  """(run, params, step, checkpoint path) of the checkpoint config.eval
+  selects (see `_checkpoint_to_evaluate`), restored on this run's devices."""
   run = setup(config)
   store = checkpoints.Checkpoints(workdir, run.config, run.info.class_names)
   manager, step = _checkpoint_to_evaluate(run.config, store)
@@ -368,18 +367,29 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
         f'no checkpoint in {store.workdir}: train first with the same --workdir, '
         'or point --workdir (or --config.eval.checkpoint_path) at a trained run.')
   state, _ = store.restore(manager, step, run.state)
-  eval_step = evaluate.make_eval_step(run.model, run.mesh, run.state_sharding.params)
-  metrics = evaluate.evaluate(eval_step, state.params, run.config, run.mesh)
-  metrics.update(step=int(step), checkpoint=os.path.join(str(manager.directory),
-                                                         str(step)))
   store.close()
+  return run, state.params, step, os.path.join(str(manager.directory), str(step))
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Restores a checkpoint (see `_checkpoint_to_evaluate`) on whatever devices
+  this run has, scores the validation split, and writes the metrics to
+  WORKDIR/eval/ (a JSON file per step, and TensorBoard scalars)."""
+  run, params, step, path = restore_for_evaluation(config, workdir)
+  eval_step = evaluate.make_eval_step(run.model, run.mesh, run.state_sharding.params)
+  metrics = evaluate.evaluate_protocol(eval_step, run.model, params, run.config,
+                                      run.mesh)
+  metrics.update(step=int(step), checkpoint=path)
   if jax.process_index() == 0:
     out_dir = os.path.join(workdir, 'eval')
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, f'metrics_step_{step}.json'), 'w') as f:
+    # The centre crop keeps the plain names (it is what training reports).
+    protocol = run.config.eval.protocol
+    suffix = '' if protocol == 'center' else f'_{protocol}'
+    with open(os.path.join(out_dir, f'metrics_step_{step}{suffix}.json'), 'w') as f:
       json.dump(metrics, f, indent=1)
     writer = metric_writers.create_default_writer(out_dir)
-    writer.write_scalars(step, {f'eval_{k}': v for k, v in metrics.items()
+    writer.write_scalars(step, {f'eval{suffix}_{k}': v for k, v in metrics.items()
                                 if isinstance(v, (int, float))})
     writer.close()
   return metrics

@@ -7,6 +7,8 @@ processes this is started with; writes the parameters and eval metrics.
 
 Every process feeds its own rows of each global batch, as real data-parallel
 training does; the parameters must not depend on the device or process count.
+With --protocols, the trained state is also scored with those eval protocols
+(each process its own shard), which must not depend on the process count either.
 """
 
 import argparse
@@ -27,6 +29,8 @@ def main():
   parser.add_argument('--process_id', type=int, default=0)
   parser.add_argument('--coordinator', default=None)
   parser.add_argument('--steps', type=int, default=3)
+  parser.add_argument('--protocols', default='',
+                      help='also score these eval protocols (comma-separated)')
   parser.add_argument('--restore', action='store_true',
                       help='restore the checkpoint in --out and only evaluate')
   args = parser.parse_args()
@@ -64,6 +68,12 @@ def main():
   eval_step = evaluate.make_eval_step(run.model, run.mesh, run.state_sharding.params)
   metrics = evaluate.evaluate(eval_step, state.params, run.config, run.mesh)
   store.close()
+  by_protocol = {}
+  for protocol in filter(None, args.protocols.split(',')):
+    view_config = run.config.copy_and_resolve_references()
+    view_config.eval.update(protocol=protocol, scales=(48, 72))
+    by_protocol[protocol] = evaluate.evaluate_views(run.model, state.params,
+                                                    view_config)
   if jax.process_index() == 0:
     params = jax.device_get(state.params)
     flat = {'/'.join(str(getattr(k, 'key', k)) for k in path): np.asarray(v)
@@ -72,6 +82,8 @@ def main():
     np.savez(os.path.join(args.out, f'{tag}_params.npz'), **flat)
     with open(os.path.join(args.out, f'{tag}_metrics.json'), 'w') as f:
       json.dump(metrics, f)
+    with open(os.path.join(args.out, f'{tag}_protocols.json'), 'w') as f:
+      json.dump(by_protocol, f)
 
 
 if __name__ == '__main__':

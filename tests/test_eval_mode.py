@@ -64,3 +64,13 @@ def test_eval_mode_by_path_and_errors(trained):
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1].startswith(
       'error: no checkpoint of step 7')
+
+
+def test_eval_mode_with_another_protocol(trained):
+  data, workdir, _ = trained
+  line, _ = _eval(data, workdir, '--config.eval.checkpoint_step=10',
+                  '--config.eval.protocol=full_image')
+  assert line.startswith('checkpoint step 10 (full_image) validation: top-1')
+  assert line.endswith('on 30 examples')
+  with open(os.path.join(workdir, 'eval', 'metrics_step_10_full_image.json')) as f:
+    assert json.load(f)['protocol'] == 'full_image'

@@ -1,46 +1,23 @@
 """The training loop end to end on a small generated image folder."""
 
-import logging
 import os
-import re
 
 import jax
 import numpy as np
 import pytest
 
-from sppnet_jax import parallel, train
+from sppnet_jax import compile_count, parallel, train
 from tests.helpers import small_config
-
-
-class _CompileLog(logging.Handler):
-  """Collects JAX's own 'Compiling jit(NAME) ...' log lines (logged for every
-  compilation, whether or not the persistent cache then serves it)."""
-
-  def __init__(self):
-    super().__init__(logging.DEBUG)
-    self.names = []
-
-  def emit(self, record):
-    match = re.search(r'^Compiling jit\((\w+)\)', record.getMessage())
-    if match:
-      self.names.append(match.group(1))
 
 
 def test_two_size_run_compiles_once_per_size_and_scores_every_example(
     small_data, tmp_path):
   # 80 train images / batch 16 = 5 steps per epoch; 3 epochs alternate 64, 48, 64.
   config = small_config(small_data, num_epochs=3)
-  log = _CompileLog()
-  jax_logger = logging.getLogger('jax')
-  jax_logger.addHandler(log)
-  jax.config.update('jax_log_compiles', True)
-  try:
+  with compile_count.compilations() as compiled:
     metrics = train.train_and_evaluate(config, str(tmp_path))
-  finally:
-    jax.config.update('jax_log_compiles', False)
-    jax_logger.removeHandler(log)
-  assert log.names.count('train_step') == 2, log.names
-  assert log.names.count('eval_step') == 1, log.names
+  assert compiled.count('train_step') == 2, compiled
+  assert compiled.count('eval_step') == 1, compiled
   # 30 validation images, batches of 16: the last batch is padded and masked.
   assert metrics['num_examples'] == 30
   assert 0.0 <= metrics['top1'] <= metrics['top5'] <= 1.0
