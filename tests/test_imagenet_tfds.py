@@ -88,3 +88,13 @@ def test_genuine_builder_data_trains_and_evaluates_through_main(prepared, tmp_pa
   last = result.stdout.strip().splitlines()[-1]
   assert last.startswith('final validation: top-1') and last.endswith(
       f'on {NUM_VAL} examples'), last
+  # The test protocols read the same TFDS records: every image once.
+  for protocol in ('ten_view', 'full_image'):
+    result = subprocess.run(command + ['--mode=eval',
+                                       f'--config.eval.protocol={protocol}'],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600,
+                            env=dict(os.environ, JAX_PLATFORMS='cpu'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    last = result.stdout.strip().splitlines()[-1]
+    assert f'({protocol}) validation: top-1' in last and last.endswith(
+        f'on {NUM_VAL} examples'), last
