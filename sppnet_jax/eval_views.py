@@ -27,7 +27,6 @@ shard on its own devices and the sums are combined at the end
 import dataclasses
 import functools
 
-import numpy as np
 import tensorflow as tf
 
 from sppnet_jax import input_pipeline
@@ -118,7 +117,7 @@ def _decode_views(e, *, is_path, spec, antialias):
   """The views at every scale of one record (zeros for the end sentinel)."""
 
   def decode():
-    image = input_pipeline._decode_full(input_pipeline._read(e['data'], is_path))  # pylint: disable=protected-access
+    image = input_pipeline.decode_record(e['data'], is_path)
     return tuple(views_at_scale(image, s, spec, antialias) for s in spec.scales)
 
   def sentinel():
@@ -153,12 +152,12 @@ def views_dataset(config, *, local_batch_size: int, devices: int,
     unreadable ones are skipped and counted as in `input_pipeline.eval_dataset`.
   """
   spec = view_spec(config)
-  ds, describe, is_path = _eval_source(config, process_index, process_count)
+  ds, describe, is_path = input_pipeline.eval_records(
+      config, process_index=process_index, process_count=process_count)
   decode = functools.partial(
       _decode_views, is_path=is_path, spec=spec,
       antialias=bool(config.get('resize_antialias', False)))
-  ds = input_pipeline._decode_and_skip_corrupt(  # pylint: disable=protected-access
-     
+  ds = input_pipeline.decode_and_skip_corrupt(
       ds, decode, kind='eval', start=0, describe=describe, fill_gaps=False)
   ds = ds.flat_map(_nc(functools.partial(_per_scale, num_scales=len(spec.scales))))
 
@@ -187,17 +186,5 @@ def views_dataset(config, *, local_batch_size: int, devices: int,
   ds = ds.group_by_window(_nc(shape_key), _nc(batch_and_pad),
                           window_size_func=_nc(batch_size))
   return ds.prefetch(tf.data.AUTOTUNE).with_options(
-      input_pipeline._options(config))
+      input_pipeline.dataset_options(config))
 
-
-def _eval_source(config, process_index, process_count):
-  # TODO(refactor): share with input_pipeline.eval_dataset.
-  ip = input_pipeline
-  if ip._is_folder_dataset(config):
-    split = ip._folder_split(config, 'eval')
-    lo, hi = ip._even_slice(len(split.labels), process_index, process_count)
-    ds, describe = ip._folder_source(split, np.arange(lo, hi), 0, sentinel=True)
-    return ds, describe, True
-  ds, describe = ip._tfds_eval_source(config, process_index=process_index,
-                                      process_count=process_count)
-  return ds, describe, False

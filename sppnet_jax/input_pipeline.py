@@ -231,7 +231,7 @@ def train_dataset(config, *, epoch: int, image_size: int | Sequence[int],
     ds = _alternate_batch_sizes(ds, batch_sizes, crop_size, skip_batches,
                                 bool(config.get('resize_antialias', False)))
   ds = ds.prefetch(_AUTOTUNE)
-  return ds.with_options(_options(config))
+  return ds.with_options(dataset_options(config))
 
 
 def _alternate_batch_sizes(ds, sizes, crop_size, first_batch, antialias):
@@ -283,17 +283,8 @@ def eval_dataset(config, *, local_batch_size: int, process_index: int = 0,
       return _eval_cache[cache_key]
   num_batches = num_eval_batches(config, local_batch_size=local_batch_size,
                                  process_count=process_count)
-  if _is_folder_dataset(config):
-    split = _folder_split(config, 'eval')
-    n = len(split.labels)
-    lo, hi = _even_slice(n, process_index, process_count)
-    ds, describe = _folder_source(split, np.arange(lo, hi), 0,
-                                  sentinel=True)
-    is_path = True
-  else:
-    is_path = False
-    ds, describe = _tfds_eval_source(config, process_index=process_index,
-                                     process_count=process_count)
+  ds, describe, is_path = eval_records(config, process_index=process_index,
+                                       process_count=process_count)
   decode = functools.partial(
       _decode_eval, is_path=is_path, size=size, resize=resize,
       antialias=bool(config.get('resize_antialias', False)))
@@ -313,7 +304,7 @@ def eval_dataset(config, *, local_batch_size: int, process_index: int = 0,
     # examples * eval_size^2 * 3 bytes: 20 MB for the embedded set, 7.5 GB for
     # ImageNet at 224). A pass cut short caches nothing.
     ds = ds.cache()
-  ds = ds.prefetch(_AUTOTUNE).with_options(_options(config))
+  ds = ds.prefetch(_AUTOTUNE).with_options(dataset_options(config))
   if cache_key is not None:
     _eval_cache[cache_key] = ds
   return ds
@@ -335,6 +326,28 @@ def _pad_batch(batch, *, size):
     out[key] = padded
   out['mask'] = tf.range(size) < n
   return out
+
+
+def eval_records(config, *, process_index: int, process_count: int):
+  """(records, describe, is_path) of this process's shard of the eval split.
+
+  `records` yields {'pos', 'data' (a file path if `is_path`, else encoded
+  bytes), 'label', 'sentinel'}, ending with one sentinel, ready for
+  `decode_and_skip_corrupt`; `describe(pos)` names a record in log lines.
+  """
+  if _is_folder_dataset(config):
+    split = _folder_split(config, 'eval')
+    lo, hi = _even_slice(len(split.labels), process_index, process_count)
+    ds, describe = _folder_source(split, np.arange(lo, hi), 0, sentinel=True)
+    return ds, describe, True
+  ds, describe = _tfds_eval_source(config, process_index=process_index,
+                                   process_count=process_count)
+  return ds, describe, False
+
+
+def decode_record(data, is_path: bool):
+  """A record's image (read from its path first if `is_path`) as uint8 RGB."""
+  return _decode_full(_read(data, is_path))
 
 
 def num_eval_batches(config, *, local_batch_size: int,
@@ -375,7 +388,7 @@ def _base_key(seed: int, epoch: int, process_index: int) -> np.ndarray:
   return state.astype(np.int64)
 
 
-def _options(config) -> tf.data.Options:
+def dataset_options(config) -> tf.data.Options:
   options = tf.data.Options()
   threads = int(config.get('data_threads', 0)) or os.cpu_count() or 1
   options.threading.private_threadpool_size = threads
@@ -399,7 +412,7 @@ def _error_dataset(element_spec, message: str) -> tf.data.Dataset:
   return tf.data.Dataset.range(1).map(_nc(fail))
 
 
-def _decode_and_skip_corrupt(ds, decode, *, kind, start, describe, fill_gaps):
+def decode_and_skip_corrupt(ds, decode, *, kind, start, describe, fill_gaps):
   """Decodes; drops, counts and logs unreadable images (see module doc).
 
   `ds` yields {'pos': int64 position, 'data': bytes or path, 'label', and
@@ -413,7 +426,7 @@ def _decode_and_skip_corrupt(ds, decode, *, kind, start, describe, fill_gaps):
 
 def _decoded_batches(ds, decode, batch_size, *, kind, start, describe,
                      fill_gaps, end=None):
-  """`_decode_and_skip_corrupt`, batched: batches of `batch_size` readable
+  """`decode_and_skip_corrupt`, batched: batches of `batch_size` readable
   images (with `fill_gaps`, larger where gaps were filled; without, the
   sentinel's batch is smaller). Looking for gaps once per batch instead of once
   per image saves most of the accounting's cost (~50 us per image on a 2-core
@@ -573,7 +586,7 @@ def decode_image_file(path: str) -> np.ndarray:
 
 def _decode_eval(e, *, is_path, size, resize, antialias):
   def decode():
-    image = _decode_full(_read(e['data'], is_path))
+    image = decode_record(e['data'], is_path)
     return _round_to_uint8(
         centre_crop(resize_short_side(image, resize, antialias), size))
 
