@@ -91,8 +91,7 @@ def views_at_scale(image, short_side: int, spec: ViewSpec, antialias: bool):
   if spec.kind == 'full_image':
     shape = full_image_shape(tf.shape(image)[0], tf.shape(image)[1], short_side,
                              spec.step)
-    views = tf.image.resize(image, tf.stack(shape), method='bilinear',
-                            antialias=antialias)[None]
+    views = input_pipeline.resize_bilinear(image, tf.stack(shape), antialias)[None]
   else:
     resized = input_pipeline.resize_short_side(image, short_side, antialias)
     if spec.kind == 'ten_view':
@@ -146,7 +145,7 @@ def views_dataset(config, *, local_batch_size: int, devices: int,
 
   Returns:
     A dataset of {'views': uint8 [B, V, H, W, 3], 'pos': int64 [B] (the
-    example's position in this process's shard, -1 for padding), 'label': int32
+    example's position in this process's shard; 0 for padding), 'label': int32
     [B], 'mask': bool [B]}; B and (H, W) vary between batches, B is a multiple
     of `devices`. Every readable example of the shard appears once per scale;
     unreadable ones are skipped and counted as in `input_pipeline.eval_dataset`.
@@ -173,15 +172,8 @@ def views_dataset(config, *, local_batch_size: int, devices: int,
 
   def batch_and_pad(key, window):
     size = batch_size(key)
-
-    def pad(e):
-      n = tf.shape(e['pos'], out_type=tf.int64)[0]
-      rows = lambda x, value=0: tf.pad(
-          x, [[0, size - n]] + [[0, 0]] * (len(x.shape) - 1), constant_values=value)
-      return {'views': rows(e['views']), 'pos': rows(e['pos'], -1),
-              'label': rows(e['label']), 'mask': tf.range(size) < n}
-
-    return window.batch(size).map(_nc(pad))
+    return window.batch(size).map(
+        _nc(functools.partial(input_pipeline.pad_batch, size=size)))
 
   ds = ds.group_by_window(_nc(shape_key), _nc(batch_and_pad),
                           window_size_func=_nc(batch_size))

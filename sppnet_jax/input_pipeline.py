@@ -242,7 +242,7 @@ def _alternate_batch_sizes(ds, sizes, crop_size, first_batch, antialias):
     size = table[tf.cast(index % len(sizes), tf.int32)]
     image = tf.cond(
         size == crop_size, lambda: batch['image'],
-        lambda: _round_to_uint8(_resize(batch['image'], [size, size], antialias)))
+        lambda: _round_to_uint8(resize_bilinear(batch['image'], [size, size], antialias)))
     image.set_shape([batch['image'].shape[0], None, None, 3])
     return dict(batch, image=image)
 
@@ -293,7 +293,7 @@ def eval_dataset(config, *, local_batch_size: int, process_index: int = 0,
   # Only the last batch is short (the sentinel and trailing unreadable images
   # are gone); rebatch is a no-op for the full ones.
   ds = ds.rebatch(local_batch_size)
-  ds = ds.map(_nc(functools.partial(_pad_batch, size=local_batch_size)))
+  ds = ds.map(_nc(functools.partial(pad_batch, size=local_batch_size)))
   padding = tf.data.Dataset.from_tensors({
       'image': tf.zeros([local_batch_size, size, size, 3], tf.uint8),
       'label': tf.zeros([local_batch_size], tf.int32),
@@ -313,18 +313,21 @@ def eval_dataset(config, *, local_batch_size: int, process_index: int = 0,
 _eval_cache: dict[tuple[Any, ...], tf.data.Dataset] = {}
 
 
-def _pad_batch(batch, *, size):
-  """A batch of up to `size` examples padded to `size` with masked ones."""
-  n = tf.shape(batch['label'])[0]
+def pad_batch(batch, *, size):
+  """A batch of up to `size` examples padded to `size` with zeros and given a
+  'mask' (False on the padding); `size` may be a Python int or a tensor."""
+  n = tf.shape(batch['label'], out_type=tf.int64)[0]
+  size = tf.cast(size, tf.int64) if isinstance(size, tf.Tensor) else size
+  static_size = size if isinstance(size, int) else None
   out = {}
   for key, value in batch.items():
     padded = tf.cond(
         n < size,
         lambda v=value: tf.pad(v, [[0, size - n]] + [[0, 0]] * (v.shape.rank - 1)),
         lambda v=value: v)
-    padded.set_shape(tf.TensorShape([size]).concatenate(value.shape[1:]))
+    padded.set_shape(tf.TensorShape([static_size]).concatenate(value.shape[1:]))
     out[key] = padded
-  out['mask'] = tf.range(size) < n
+  out['mask'] = tf.range(size, dtype=tf.int64) < n
   return out
 
 
@@ -480,7 +483,7 @@ def _round_to_uint8(image):
   return tf.cast(tf.round(image), tf.uint8)
 
 
-def _resize(image, size, antialias: bool):
+def resize_bilinear(image, size, antialias: bool):
   """Bilinear resize to float32. TF's kernel is ~1.5x faster on float32 than
   on uint8 input, even counting the cast, and bitwise the same."""
   return tf.image.resize(tf.cast(image, tf.float32), size, method='bilinear',
@@ -547,10 +550,10 @@ def _decode_train(e, *, is_path, base_key, crop_size, image_size, area_range,
 
   crop = tf.cond(tf.io.is_jpeg(image_bytes), jpeg, other)
   crop.set_shape([None, None, 3])
-  image = _resize(crop, [crop_size, crop_size], antialias)
+  image = resize_bilinear(crop, [crop_size, crop_size], antialias)
   if image_size != crop_size:
     # Multi-size training: the same crop, at the smaller size.
-    image = _resize(image, [image_size, image_size], antialias)
+    image = resize_bilinear(image, [image_size, image_size], antialias)
   image = _round_to_uint8(image)
   # tf.image.stateless_random_flip_left_right's draw, flipping uint8 pixels.
   flip = tf.random.stateless_uniform([], seed=flip_key) < 0.5
@@ -566,7 +569,7 @@ def resize_short_side(image, short_side, antialias: bool = False):
   short = tf.minimum(h, w)
   new_h = tf.where(h == short, short_side, (h * short_side + short // 2) // short)
   new_w = tf.where(w == short, short_side, (w * short_side + short // 2) // short)
-  return _resize(image, tf.stack([new_h, new_w]), antialias)
+  return resize_bilinear(image, tf.stack([new_h, new_w]), antialias)
 
 
 def centre_crop(image, size: int):

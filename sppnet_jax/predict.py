@@ -39,17 +39,15 @@ def full_image_shape(height: int, width: int, short_side: int,
       height, width, short_side, step))
 
 
-def _full_image(image: np.ndarray, config) -> np.ndarray:
-  shape = full_image_shape(*image.shape[:2], config.eval_resize,
-                           config.eval.full_image_step)
-  return input_pipeline.to_uint8(
-      tf.image.resize(image, shape, method='bilinear')).numpy()
-
-
-def _centre(image: np.ndarray, config) -> np.ndarray:
-  resized = input_pipeline.resize_short_side(image, config.eval_resize)
-  cropped = input_pipeline.centre_crop(resized, config.eval_size)
-  return input_pipeline.to_uint8(cropped).numpy()
+def _prepare(config, kind: str):
+  """image -> its single view: `kind` 'full_image' or 'center', exactly as the
+  eval protocol of that name makes it."""
+  spec = eval_views.ViewSpec(scales=(config.eval_resize,), kind=kind,
+                             crop=config.eval_size,
+                             step=config.eval.full_image_step, flip=False)
+  antialias = bool(config.get('resize_antialias', False))
+  return lambda image: eval_views.views_at_scale(
+      image, config.eval_resize, spec, antialias)[0].numpy()
 
 
 def _top_k(probabilities: np.ndarray, class_names: Sequence[str], k: int):
@@ -85,8 +83,7 @@ def predictor_from_checkpoint(config, workdir: str):
   from sppnet_jax import train  # pylint: disable=g-import-not-at-top
   model, params, metadata, _ = train.restore_for_inference(config, workdir)
   run = jax.jit(export.inference_function(model, params))
-  prepare = (lambda image: _centre(image, config)) if config.model == 'zfnet' else (
-      lambda image: _full_image(image, config))
+  prepare = _prepare(config, 'center' if config.model == 'zfnet' else 'full_image')
   return prepare, lambda images: np.asarray(run(images)), metadata['class_names']
 
 
@@ -97,6 +94,6 @@ def predictor_from_export(config, out_dir: str):
   config = config.copy_and_resolve_references()
   config.eval_resize = manifest['preprocessing']['resize_short_side']
   config.eval_size = size
-  return (lambda image: _centre(image, config),
+  return (_prepare(config, 'center'),
           lambda images: export.run_exported(artefacts[size], images),
           manifest['class_names'])
