@@ -7,6 +7,7 @@ over the mesh's data axis; calling it never triggers another compilation.
 
 import dataclasses
 import functools
+import itertools
 import json
 import math
 import os
@@ -24,7 +25,8 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from flax.training import train_state
 
-from sppnet_jax import checkpoints, evaluate, input_pipeline, optim, parallel
+from sppnet_jax import (checkpoints, evaluate, input_pipeline, lookahead, optim,
+                        parallel)
 from sppnet_jax.config_checks import resolve_config, validate_config
 from sppnet_jax.metrics import TrainMetrics, classification_outputs
 from sppnet_jax.models import create_model, normalize_images
@@ -163,6 +165,40 @@ def train_size(config, epoch: int) -> int:
   return sizes[epoch % len(sizes)]
 
 
+def epoch_parts(run: Run, first_step: int,
+                end_step: int | None = None) -> list[lookahead.Part]:
+  """The training batches of this process for the steps first_step..end_step-1
+  (default: to the end of training), one part per epoch touched."""
+  config = run.config
+  end_step = run.total_steps if end_step is None else min(end_step, run.total_steps)
+  local_batch = parallel.local_batch_size(config.batch_size)
+  parts = []
+  for epoch in range(first_step // run.steps_per_epoch,
+                     -(-end_step // run.steps_per_epoch)):
+    start = epoch * run.steps_per_epoch
+    skip, stop = max(first_step - start, 0), min(run.steps_per_epoch, end_step - start)
+    sizes = (train_size(config, epoch) if config.size_schedule == 'epoch' else
+             tuple(config.train_sizes))
+    dataset = functools.partial(
+        input_pipeline.train_dataset, config, epoch=epoch, image_size=sizes,
+        local_batch_size=local_batch,
+        steps=min(run.steps_per_epoch, run.total_steps - start),
+        skip_batches=skip, process_index=jax.process_index(),
+        process_count=jax.process_count())
+    parts.append(lookahead.Part(
+        name=f'the input pipeline of epoch {epoch}',
+        open=lambda dataset=dataset, n=stop - skip: itertools.islice(
+            dataset().as_numpy_iterator(), n),
+        length=stop - skip))
+  return parts
+
+
+def train_batches(run: Run, first_step: int, end_step: int | None = None):
+  """`epoch_parts` chained, each epoch's pipeline opened while the previous
+  epoch still runs (see `lookahead`)."""
+  return lookahead.chain_ahead(epoch_parts(run, first_step, end_step))
+
+
 def _is_eval_step(config, step: int, steps_per_epoch: int, total_steps: int) -> bool:
   if step == total_steps:
     return True
@@ -270,19 +306,10 @@ def _loop(run, state, step, store, writer, hooks, steps, eval_step, stop):
   """Steps from `step` to the end: logs, saves, evaluates; returns the last
   evaluation's metrics."""
   config, mesh = run.config, run.mesh
-  local_batch = parallel.local_batch_size(config.batch_size)
   eval_metrics, first_step = {}, step
   train_metrics, last_log, last_log_step = None, time.perf_counter(), step
-  while step < run.total_steps:
-    epoch, offset = divmod(step, run.steps_per_epoch)
-    epoch_steps = min(run.steps_per_epoch, run.total_steps - epoch * run.steps_per_epoch)
-    sizes = (train_size(config, epoch) if config.size_schedule == 'epoch' else
-             tuple(config.train_sizes))
-    dataset = input_pipeline.train_dataset(
-        config, epoch=epoch, image_size=sizes, local_batch_size=local_batch,
-        steps=epoch_steps, skip_batches=offset, process_index=jax.process_index(),
-        process_count=jax.process_count())
-    for batch in parallel.prefetch_to_mesh(dataset.as_numpy_iterator(), mesh):
+  if step < run.total_steps:
+    for batch in parallel.prefetch_to_mesh(train_batches(run, step), mesh):
       if step == first_step and jax.process_index() == 0:
         # What the network sees after augmentation, once per run.
         # (From a local shard: the global batch spans other hosts' devices.)
@@ -321,9 +348,6 @@ def _loop(run, state, step, store, writer, hooks, steps, eval_step, stop):
         writer.write_scalars(step, {f'eval_{k}': v for k, v in eval_metrics.items()})
         store.save_best(step, state, {k: eval_metrics[k] for k in ('top1', 'top5',
                                                                    'loss')})
-    if step < (epoch + 1) * run.steps_per_epoch and step < run.total_steps:
-      raise RuntimeError(f'the input pipeline ended early at step {step} of epoch '
-                         f'{epoch}.')
   if not eval_metrics:  # Resumed at the end: score the final state again.
     eval_metrics = evaluate.evaluate(eval_step, state.params, config, mesh)
   return eval_metrics
