@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from sppnet_jax import compile_count, parallel, train
+from sppnet_jax import compile_count, input_pipeline, parallel, train
 from tests.helpers import small_config
 
 
@@ -128,3 +128,23 @@ def test_tensorboard_gets_metrics_images_and_a_profile(small_data, tmp_path):
   traces = [f for _, _, files in os.walk(tmp_path / 'plugins' / 'profile')
             for f in files if f.endswith('.xplane.pb')]
   assert traces
+
+
+def test_train_batches_follow_the_epochs_across_boundaries(small_data):
+  # 5 steps per epoch, 3 epochs. Steps 3..11 are batches 3-4 of epoch 0
+  # (64 px), all 5 of epoch 1 (48 px) and the first 2 of epoch 2 (64 px).
+  config = small_config(small_data, num_epochs=3)
+  run = train.setup(config)
+  assert (run.steps_per_epoch, run.total_steps) == (5, 15)
+  got = list(train.train_batches(run, 3, 12))
+
+  def epoch(number, size, steps, skip=0):
+    return list(input_pipeline.train_dataset(
+        run.config, epoch=number, image_size=size, local_batch_size=16,
+        steps=steps, skip_batches=skip).as_numpy_iterator())
+
+  expected = epoch(0, 64, 5, skip=3) + epoch(1, 48, 5) + epoch(2, 64, 5)[:2]
+  assert len(got) == len(expected) == 9
+  for a, b in zip(got, expected):
+    np.testing.assert_array_equal(a['image'], b['image'])
+    np.testing.assert_array_equal(a['label'], b['label'])
