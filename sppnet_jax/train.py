@@ -308,46 +308,45 @@ def _loop(run, state, step, store, writer, hooks, steps, eval_step, stop):
   config, mesh = run.config, run.mesh
   eval_metrics, first_step = {}, step
   train_metrics, last_log, last_log_step = None, time.perf_counter(), step
-  if step < run.total_steps:
-    for batch in parallel.prefetch_to_mesh(train_batches(run, step), mesh):
-      if step == first_step and jax.process_index() == 0:
-        # What the network sees after augmentation, once per run.
-        # (From a local shard: the global batch spans other hosts' devices.)
-        local_images = batch['image'].addressable_data(0)[:_IMAGES_TO_SHOW]
-        writer.write_images(step, {'train_augmented': np.asarray(local_images)})
-      state, metrics = steps[batch['image'].shape[1]](state, batch)
-      step += 1
-      train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
-      for hook in hooks:
-        hook(step)
-      preempted = stop.received or store.reached_preemption(step)
-      final = step == run.total_steps or preempted
-      saving = final or store.latest.should_save(step)
-      if step % config.log_every_steps == 0 or saving:
-        values = jax.device_get(train_metrics.compute())
-        _check_finite(values, step)
-      if step % config.log_every_steps == 0 or final:
-        now = time.perf_counter()
-        _write_train_metrics(writer, step, values, now - last_log,
-                             step - last_log_step, config.batch_size)
-        writer.flush()  # A crash loses nothing that was reported.
-        train_metrics, last_log, last_log_step = None, now, step
-      if saving:
-        start = time.perf_counter()
-        position = dict(zip(('epoch', 'batch_in_epoch'),
-                            divmod(step, run.steps_per_epoch)))
-        if store.save_latest(step, state, force=final, data_position=position):
-          pause_ms = 1e3 * (time.perf_counter() - start)  # Until the save is async.
-          writer.write_scalars(step, {'checkpoint_pause_ms': pause_ms})
-      if preempted:
-        store.wait()
-        raise Preempted(f'stopped at step {step} on a termination signal, after '
-                        'saving; the same command resumes from there.')
-      if _is_eval_step(config, step, run.steps_per_epoch, run.total_steps):
-        eval_metrics = evaluate.evaluate(eval_step, state.params, config, mesh)
-        writer.write_scalars(step, {f'eval_{k}': v for k, v in eval_metrics.items()})
-        store.save_best(step, state, {k: eval_metrics[k] for k in ('top1', 'top5',
-                                                                   'loss')})
+  for batch in parallel.prefetch_to_mesh(train_batches(run, step), mesh):
+    if step == first_step and jax.process_index() == 0:
+      # What the network sees after augmentation, once per run.
+      # (From a local shard: the global batch spans other hosts' devices.)
+      local_images = batch['image'].addressable_data(0)[:_IMAGES_TO_SHOW]
+      writer.write_images(step, {'train_augmented': np.asarray(local_images)})
+    state, metrics = steps[batch['image'].shape[1]](state, batch)
+    step += 1
+    train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
+    for hook in hooks:
+      hook(step)
+    preempted = stop.received or store.reached_preemption(step)
+    final = step == run.total_steps or preempted
+    saving = final or store.latest.should_save(step)
+    if step % config.log_every_steps == 0 or saving:
+      values = jax.device_get(train_metrics.compute())
+      _check_finite(values, step)
+    if step % config.log_every_steps == 0 or final:
+      now = time.perf_counter()
+      _write_train_metrics(writer, step, values, now - last_log,
+                           step - last_log_step, config.batch_size)
+      writer.flush()  # A crash loses nothing that was reported.
+      train_metrics, last_log, last_log_step = None, now, step
+    if saving:
+      start = time.perf_counter()
+      position = dict(zip(('epoch', 'batch_in_epoch'),
+                          divmod(step, run.steps_per_epoch)))
+      if store.save_latest(step, state, force=final, data_position=position):
+        pause_ms = 1e3 * (time.perf_counter() - start)  # Until the save is async.
+        writer.write_scalars(step, {'checkpoint_pause_ms': pause_ms})
+    if preempted:
+      store.wait()
+      raise Preempted(f'stopped at step {step} on a termination signal, after '
+                      'saving; the same command resumes from there.')
+    if _is_eval_step(config, step, run.steps_per_epoch, run.total_steps):
+      eval_metrics = evaluate.evaluate(eval_step, state.params, config, mesh)
+      writer.write_scalars(step, {f'eval_{k}': v for k, v in eval_metrics.items()})
+      store.save_best(step, state, {k: eval_metrics[k] for k in ('top1', 'top5',
+                                                                 'loss')})
   if not eval_metrics:  # Resumed at the end: score the final state again.
     eval_metrics = evaluate.evaluate(eval_step, state.params, config, mesh)
   return eval_metrics
