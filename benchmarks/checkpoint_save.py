@@ -10,21 +10,23 @@ complete.
 
 import argparse
 import os
+import runpy
 import statistics
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import jax  # pylint: disable=g-import-not-at-top
+import jax
 import numpy as np
 
-from configs import tiny
-from sppnet_jax import checkpoints, train
+from sppnet_jax.classification import input_pipeline, train
+from sppnet_jax.core import checkpoints
+
+TINY_RECIPE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           'configs', 'classification', 'tiny.py')
 
 
 def measure(name, config, saves):
+  input_pipeline.prepare_data(config)
   run = train.setup(config)
   size_mb = sum(np.prod(x.shape) * x.dtype.itemsize
                 for x in jax.tree_util.tree_leaves(run.state)) / 2**20
@@ -46,8 +48,8 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument('--saves', type=int, default=5)
   args = parser.parse_args()
-  small = tiny.get_config()
-  full = tiny.get_config()
+  small = runpy.run_path(TINY_RECIPE)['get_config']()
+  full = runpy.run_path(TINY_RECIPE)['get_config']()
   full.width_multiplier, full.fc_dim = 1.0, 4096
   rows = [measure('tiny recipe (width 0.25, fc 512)', small, args.saves),
           measure('SPP-net ZF-5 (10 classes)', full, args.saves)]

@@ -1,7 +1,7 @@
 """The test protocols on a trained checkpoint: top-1, top-5, images/s, compilations.
 
 Restores the checkpoint `--config.eval` selects in WORKDIR (by default the best
-one) and scores the whole validation split with each protocol: the centre crop,
+one) and scores the whole validation split with each protocol: the center crop,
 ten views, the full image (alone and with its mirror image), and multi-scale
 full images and ten views at `config.eval.scales`. Each protocol runs twice:
 the compilations are counted on the first pass, images/s is timed on the second
@@ -9,7 +9,7 @@ the compilations are counted on the first pass, images/s is timed on the second
 
   python main.py --workdir=runs/tiny                     # train the default
   python benchmarks/eval_protocols.py --workdir=runs/tiny
-  python benchmarks/eval_protocols.py --config=configs/sppnet_mult.py \\
+  python benchmarks/eval_protocols.py --config=configs/classification/sppnet_mult.py \\
       --workdir=DIR --config.data_dir=... --protocols=center,ten_view
 """
 
@@ -20,7 +20,6 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 # name -> config.eval fields
@@ -33,7 +32,7 @@ PROTOCOLS = {
     'multi_scale_ten_view': dict(protocol='multi_scale', scale_views='ten_view'),
 }
 
-config_flags.DEFINE_config_file('config', 'configs/tiny.py', 'Recipe of the run.',
+config_flags.DEFINE_config_file('config', 'configs/classification/tiny.py', 'Recipe of the run.',
                                 lock_config=True)
 flags.DEFINE_string('workdir', 'runs/tiny', 'The trained run.')
 flags.DEFINE_list('protocols', list(PROTOCOLS), f'Rows: any of {list(PROTOCOLS)}.')
@@ -51,34 +50,40 @@ def _describe(config, fields) -> str:
 
 def main(argv):
   del argv
-  from sppnet_jax import models  # pylint: disable=g-import-not-at-top
-  models.prefer_fast_cpu_convolutions()
+  from sppnet_jax import runtime  # pylint: disable=g-import-not-at-top
+  runtime.prefer_fast_cpu_convolutions()
+  runtime.keep_tensorflow_off_accelerators()
   import jax  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], 'GPU')
-  from sppnet_jax import compile_count, evaluate, train  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.classification import evaluate  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.classification.config import validate_config  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.classification.restore import restore  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.core import compile_count  # pylint: disable=g-import-not-at-top
 
   unknown = set(FLAGS.protocols) - set(PROTOCOLS)
   if unknown:
     sys.exit(f'error: unknown --protocols {sorted(unknown)}: use {list(PROTOCOLS)}.')
-  run, params, step, path = train.restore_for_evaluation(FLAGS.config,
-                                                         FLAGS.workdir)
+  restored = restore(FLAGS.config, FLAGS.workdir, with_data=True)
+  run, params = restored.run, restored.params
   eval_step = evaluate.make_eval_step(run.model, run.mesh,
                                       run.state_sharding.params)
-  print(f'checkpoint {path} (step {step}); {run.info.num_eval_examples} '
+  print(f'checkpoint {restored.path} (step {restored.step}); '
+        f'{run.info.num_eval_examples} '
         f'validation images; {jax.device_count()} {jax.default_backend()} '
         f'device(s)', flush=True)
   rows = []
   for name in FLAGS.protocols:
     config = run.config.copy_and_resolve_references()
     config.eval.update(PROTOCOLS[name])
-    train.validate_config(config)
-    evaluate.make_view_step.cache_clear()  # each row counts its own compilations
+    validate_config(config)
+    # Each row counts its own compilations; the timed pass compiles nothing.
+    view_step = evaluate.make_view_step(run.model, evaluate.local_mesh())
     with compile_count.compilations() as compiled:
-      evaluate.evaluate_protocol(eval_step, run.model, params, config, run.mesh)
+      evaluate.evaluate_protocol(eval_step, run.model, params, config, run.mesh,
+                                 source=run.source, view_step=view_step)
     start = time.perf_counter()
     metrics = evaluate.evaluate_protocol(eval_step, run.model, params, config,
-                                         run.mesh)
+                                         run.mesh, source=run.source,
+                                         view_step=view_step)
     seconds = time.perf_counter() - start
     rows.append((name, _describe(config, PROTOCOLS[name]), metrics, seconds,
                  sum(n in ('eval_step', 'view_eval_step') for n in compiled)))

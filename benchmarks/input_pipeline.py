@@ -3,7 +3,7 @@
 Writes a folder of ImageNet-like JPEGs (500x375, smooth photographic-like
 content plus grain, quality 90, ~65 KB each), then times the tf.data train
 pipeline (fused decode-and-crop, flip, resize to 224, and the multi-size 180
-variant) and the eval pipeline (decode, resize short side to 256, centre crop
+variant) and the eval pipeline (decode, resize short side to 256, center crop
 224) with 1 and 2 tf.data threads, and, as the floor under both, JPEG decoding
 alone on one thread (TF with the accurate and the fast IDCT, and PIL, which is
 libjpeg-turbo too). Prints one table.
@@ -18,9 +18,9 @@ the per-core throughput, which other processes on the machine disturb far less
 than the wall clock; and that as a fraction of decoding alone ("/ decode"),
 which even a slower host (a busy neighbour VM) barely moves.
 
---baseline FILE times another version of sppnet_jax/input_pipeline.py in the
+--baseline FILE times another version of sppnet_jax/classification/input_pipeline.py in the
 same rounds, e.g. the last commit's:
-  git show HEAD:sppnet_jax/input_pipeline.py > /tmp/before.py
+  git show HEAD:sppnet_jax/classification/input_pipeline.py > /tmp/before.py
 
   python benchmarks/input_pipeline.py [--num_images 512] [--threads 1,2]
       [--rounds 5] [--baseline /tmp/before.py]
@@ -37,13 +37,12 @@ import time
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from configs import default as default_config  # pylint: disable=g-import-not-at-top,wrong-import-position
-from sppnet_jax import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
+from sppnet_jax.classification import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
+from sppnet_jax.classification.config import base_config  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def photo_like(rng, h=375, w=500):
@@ -116,7 +115,7 @@ def pipeline_rows(module, code, root, threads, batch, steps):
   """(name, threads, code, prepare) of the train and eval pipelines of
   `module`; prepare(warmup) builds the dataset (outside the timed part) and
   returns the call to time."""
-  config = default_config.get_config()
+  config = base_config()
   config.dataset = 'imagefolder'
   config.data_dir = root
   config.train_sizes = (224, 180)

@@ -30,29 +30,28 @@ with full-width SPP-net at 224 (configs/sppnet_single.py) at a small batch.
 import argparse
 import itertools
 import os
+import runpy
 import statistics
-import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for path in (ROOT, os.path.join(ROOT, 'benchmarks')):
-  if path not in sys.path:
-    sys.path.insert(0, path)
+RECIPES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       'configs', 'classification')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 
 def make_config(args):
-  from configs import sppnet_single, tiny  # pylint: disable=g-import-not-at-top
+  recipe = lambda name: runpy.run_path(os.path.join(RECIPES, f'{name}.py'))[
+      'get_config']()
   if args.data == 'embedded':
-    config = tiny.get_config()
+    config = recipe('tiny')
   else:
     import input_pipeline as pipeline_bench  # pylint: disable=g-import-not-at-top
     root = args.dir or os.path.join(tempfile.gettempdir(), 'sppnet_bench_jpegs')
     if not os.path.isdir(os.path.join(root, 'val')):
       print(f'Writing {2 * args.num_images} JPEGs to {root} ...', flush=True)
       pipeline_bench.write_images(root, args.num_images)
-    config = sppnet_single.get_config()
+    config = recipe('sppnet_single')
     config.update(dataset='imagefolder', data_dir=root, eval_split='val',
                   num_classes=-1, batch_size=8)
   if args.batch:
@@ -67,7 +66,7 @@ def time_steps(compiled, state, batches, mesh):
   through prefetch_to_mesh as the training loop does, timed from the end of
   the first step."""
   import jax  # pylint: disable=g-import-not-at-top
-  from sppnet_jax import parallel  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.core import parallel  # pylint: disable=g-import-not-at-top
   step = lambda state, batch: compiled[batch['image'].shape[1]](state, batch)[0]
   batches = parallel.prefetch_to_mesh(batches, mesh)
   state = jax.block_until_ready(step(state, next(batches)))
@@ -96,14 +95,14 @@ def main():
   args = parser.parse_args()
   steps = args.steps or (20 if args.data == 'embedded' else 8)
 
-  from sppnet_jax import models  # pylint: disable=g-import-not-at-top
-  models.prefer_fast_cpu_convolutions()  # as main.py: before JAX starts
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], 'GPU')  # tf.data only, as in main.py
+  from sppnet_jax import runtime  # pylint: disable=g-import-not-at-top
+  runtime.prefer_fast_cpu_convolutions()  # as main.py: before JAX starts
+  runtime.keep_tensorflow_off_accelerators()
   import jax  # pylint: disable=g-import-not-at-top
-  from sppnet_jax import train  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.classification import input_pipeline, train  # pylint: disable=g-import-not-at-top
 
   config = make_config(args)
+  input_pipeline.prepare_data(config)
   config.num_epochs = args.rounds + 2
   run = train.setup(config)
   config, mesh = run.config, run.mesh

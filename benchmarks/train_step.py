@@ -1,9 +1,9 @@
 """Benchmarks the project's JAX train and eval steps against a PyTorch reference.
 
 Prints ONE table: for each (model, input size, batch) the JAX train step (the
-project's own `train.train_step`, jitted with the state donated, exactly as
+project's own `steps.train_step`, jitted with the state donated, exactly as
 `train.compile_train_steps` does, minus the mesh), the JAX eval step
-(`evaluate.make_eval_step`), and, measured in the same run, the identical network
+(`steps.make_eval_step`), and, measured in the same run, the identical network
 in PyTorch eager and `torch.compile` (benchmarks/torch_reference.py). Columns:
 compile time, median ms/step, images/s, achieved GFLOP/s (analytic FLOPs: 2 per
 MAC forward; a train step counts 3x the forward), and speed of the JAX row
@@ -28,11 +28,8 @@ import os
 import subprocess
 import sys
 import time
+import types
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for path in (ROOT, os.path.join(ROOT, 'benchmarks')):
-  if path not in sys.path:
-    sys.path.insert(0, path)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 TCMALLOC_GLOBS = ('/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4',
@@ -44,21 +41,19 @@ TCMALLOC_GLOBS = ('/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4',
 # ----------------------------------------------------------------------------
 # FLOPs, analytically.
 
-def forward_macs(model: str, size: int, num_classes: int = 1000,
-                 fc_dim: int = 4096, spp_levels=(6, 3, 2, 1)) -> int:
-  """Multiply-accumulates of one forward pass of one image (convs and fcs)."""
-  from sppnet_jax import models
-  layers = [(7, 2, 1, 3, 96), (5, 2, 0, 96, 256), (3, 1, 1, 256, 384),
-            (3, 1, 1, 384, 384), (3, 1, 1, 384, 256)]
-  macs, side = 0, size
-  for index, (kernel, stride, pad, cin, cout) in enumerate(layers):
-    side = models._conv_out(side, kernel, stride, pad)
-    macs += side * side * kernel * kernel * cin * cout
-    if index < 2:
-      side = models._ceil_pool_out(side, 3, 2)
-  features = 256 * (sum(n * n for n in spp_levels) if model == 'sppnet' else
-                    models._ceil_pool_out(side, 3, 2) ** 2)
-  return macs + features * fc_dim + fc_dim * fc_dim + fc_dim * num_classes
+def _model(name: str, size: int, conv_impl: str = 'auto'):
+  """The paper's full-size network (1000 classes), as the recipes build it."""
+  from sppnet_jax import SPPNet, ZFNet
+  if name == 'sppnet':
+    return SPPNet(conv_impl=conv_impl)
+  return ZFNet(image_size=size, conv_impl=conv_impl)
+
+
+def forward_macs(model: str, size: int) -> int:
+  """Multiply-accumulates of one forward pass of one image (convs and fcs),
+  from the model's own geometry."""
+  from sppnet_jax.core.zf5 import forward_macs as macs
+  return macs(_model(model, size), size)
 
 
 def step_flops(model: str, size: int, batch: int, mode: str) -> float:
@@ -78,12 +73,12 @@ class Variant:
     raise NotImplementedError
 
 
-def _config(model: str, size: int, batch: int):
-  from configs import sppnet_single, zfnet
-  config = (sppnet_single if model == 'sppnet' else zfnet).get_config()
-  config.train_sizes, config.eval_size = (size,), size
-  config.batch_size = config.eval_batch_size = batch
-  return config
+# The optimizer fields of the recipes' base config (sppnet_jax/classification/
+# config.py), without ml_collections: the optimizer's structure is the
+# recipes', and its values do not change a step's cost.
+OPTIMIZER = types.SimpleNamespace(learning_rate=0.01, warmup_epochs=0.0,
+                                  min_learning_rate_ratio=0.0, momentum=0.9,
+                                  weight_decay=1e-4, bias_lr_multiplier=1.0)
 
 
 class JaxVariant(Variant):
@@ -93,36 +88,36 @@ class JaxVariant(Variant):
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from sppnet_jax import evaluate, models, optim, parallel, train
+    from sppnet_jax.classification import steps
+    from sppnet_jax.core import optim, parallel
     self.jax = jax
     self.name = f'jax ({conv_impl})' if conv_impl != 'auto' else 'jax'
-    config = _config(model_name, size, batch)
-    model = models.create_model(config).clone(conv_impl=conv_impl)
+    model = _model(model_name, size, conv_impl)
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
-    labels = rng.integers(0, config.num_classes, (batch,), dtype=np.int32)
+    labels = rng.integers(0, model.num_classes, (batch,), dtype=np.int32)
     batch_arrays = {'image': jnp.asarray(images), 'label': jnp.asarray(labels)}
     if mode == 'eval':
       batch_arrays['mask'] = jnp.ones((batch,), bool)
-    # The same state as train.setup (model.init + optimizer), without the data set.
-    schedule = optim.learning_rate_schedule(config, steps_per_epoch=1000,
+    # The state training builds (model.init + the optimizer), without data.
+    schedule = optim.learning_rate_schedule(OPTIMIZER, steps_per_epoch=1000,
                                             total_steps=100_000)
-    tx = optim.create_optimizer(config, schedule)
+    tx = optim.create_optimizer(OPTIMIZER, schedule)
 
     def init(key):
       params = model.init(key, jnp.zeros((1, size, size, 3), model.dtype),
                           train=False)['params']
-      return train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+      return steps.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
-    state = jax.jit(init)(jax.random.key(config.seed))
+    state = jax.jit(init)(jax.random.key(seed))
     start = time.perf_counter()
     if mode == 'train':
-      step = train.make_train_step(model, schedule, config)
+      step = steps.make_train_step(model, schedule, seed=seed)
       self.compiled = step.lower(state, batch_arrays).compile()
       self.state = state
     else:
       mesh = parallel.create_mesh()
-      step = evaluate.make_eval_step(model, mesh, parallel.replicated_sharding(mesh))
+      step = steps.make_eval_step(model, mesh, parallel.replicated_sharding(mesh))
       self.state = jax.device_put(state.params, parallel.replicated_sharding(mesh))
       batch_arrays = parallel.to_global(jax.device_get(batch_arrays), mesh)
       self.compiled = step.lower(self.state, batch_arrays).compile()
@@ -275,13 +270,13 @@ def parse_args(argv=None):
   parser.add_argument('--torch-modes', type=_parse_list(str), default=['eager', 'compile'],
                       help="PyTorch rows: 'eager', 'compile' or both")
   parser.add_argument('--conv-impl', type=_parse_list(str), default=['auto'],
-                      help="JAX rows: models.conv2d implementations, e.g. 'auto,im2col,xla'")
+                      help="JAX rows: core.layers.conv2d implementations, e.g. 'auto,im2col,xla'")
   parser.add_argument('--tcmalloc', choices=('auto', 'on', 'off', 'both'),
                       default='auto',
                       help='LD_PRELOAD tcmalloc (auto: when installed); both: run '
                       'every row with and without it (two processes, one table)')
   parser.add_argument('--xla-conv', choices=('eigen', 'ynn', 'both'), default='eigen',
-                      help='eigen: add models.CPU_CONV_XLA_FLAG to XLA_FLAGS (CPU '
+                      help='eigen: add runtime.CPU_CONV_XLA_FLAG to XLA_FLAGS (CPU '
                       "convolutions on Eigen, the project's recommendation); ynn: "
                       "jaxlib's default (YNNPACK); both: a row for each")
   parser.add_argument('--json', default='', help='also write the rows to this file')
@@ -296,7 +291,7 @@ def parse_args(argv=None):
 
 
 def _conv_flag() -> str:
-  from sppnet_jax.models import CPU_CONV_XLA_FLAG  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.runtime import CPU_CONV_XLA_FLAG  # pylint: disable=g-import-not-at-top
   return CPU_CONV_XLA_FLAG
 
 

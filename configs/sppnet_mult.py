@@ -1,16 +1,3 @@
-"""SPP-net, multi-size training on ImageNet: 224 crops, and the same crops resized
-to 180, alternating one full epoch per size (the paper). Batch 128, learning rate
-0.01, 160 epochs (the seeds' recipe)."""
+"""Alias of configs/classification/sppnet_mult.py, where the recipe lives now."""
 
-from configs import default
-
-
-def get_config():
-  config = default.get_config()
-  config.model = 'sppnet'
-  config.train_sizes = (224, 180)
-  config.size_schedule = 'epoch'
-  config.batch_size = 128
-  config.learning_rate = 0.01
-  config.num_epochs = 160
-  return config
+from configs.classification.sppnet_mult import get_config  # pylint: disable=unused-import

@@ -1,16 +1,3 @@
-"""SPP-net (ZF-5 + pyramid 6,3,2,1), single-size training at 224 on ImageNet.
+"""Alias of configs/classification/sppnet_single.py, where the recipe lives now."""
 
-The seeds' recipe: batch 256, learning rate 0.01, 160 epochs, cosine decay.
-"""
-
-from configs import default
-
-
-def get_config():
-  config = default.get_config()
-  config.model = 'sppnet'
-  config.train_sizes = (224,)
-  config.batch_size = 256
-  config.learning_rate = 0.01
-  config.num_epochs = 160
-  return config
+from configs.classification.sppnet_single import get_config  # pylint: disable=unused-import

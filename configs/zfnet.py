@@ -1,15 +1,3 @@
-"""The ZFNet baseline (fixed 3x3/2 pool5, 224 only) on ImageNet: batch 256,
-learning rate 0.035 after 5 warm-up epochs, 150 epochs (the seeds' recipe)."""
+"""Alias of configs/classification/zfnet.py, where the recipe lives now."""
 
-from configs import default
-
-
-def get_config():
-  config = default.get_config()
-  config.model = 'zfnet'
-  config.train_sizes = (224,)
-  config.batch_size = 256
-  config.learning_rate = 0.035
-  config.warmup_epochs = 5.0
-  config.num_epochs = 150
-  return config
+from configs.classification.zfnet import get_config  # pylint: disable=unused-import

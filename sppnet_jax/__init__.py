@@ -1,8 +1,13 @@
-"""sppnet_jax: ZFNet and SPP-net (He et al., 2014) in JAX/Flax."""
+"""sppnet_jax: ZFNet and SPP-net (He et al., 2014) in JAX/Flax.
 
-from sppnet_jax.models import SPPNet, ZFNet, LocalResponseNorm, normalize_images
-from sppnet_jax.spp import spatial_pyramid_pool
+The public API: exact spatial pyramid pooling and the ZF-5 networks, whose
+stages (`features`, `pool5`, `head`) can be run one at a time.
+"""
+
+from sppnet_jax.core.layers import LocalResponseNorm
+from sppnet_jax.core.spp import spatial_pyramid_pool, spp_output_dim
+from sppnet_jax.core.zf5 import SPPNet, ZFNet, normalize_images
 
 __all__ = ['SPPNet', 'ZFNet', 'LocalResponseNorm', 'normalize_images',
-           'spatial_pyramid_pool']
-__version__ = '0.1.0'
+           'spatial_pyramid_pool', 'spp_output_dim']
+__version__ = '0.2.0'

@@ -1,15 +1,13 @@
-"""Test set-up: the repo root importable, quiet TensorFlow, one persistent JAX
-compilation cache for the whole session (its subprocesses included), so that the
-many small runs of the same shapes compile once, and the small data set that the
-training tests share (read only)."""
+"""Test set-up: quiet TensorFlow, one persistent JAX compilation cache for the
+whole session (its subprocesses included), so that the many small runs of the
+same shapes compile once, and the small data set that the training tests share
+(read only). The package is imported as installed (pip install -e .); `tests`
+and `configs` resolve from the repository root, which pytest puts on the path
+for the `tests` package."""
 
 import os
-import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-  sys.path.insert(0, ROOT)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
                       os.path.join(tempfile.gettempdir(), 'sppnet_jax_test_cache'))

@@ -1,9 +1,15 @@
-"""Shared test fixtures: a small generated image folder and a small config."""
+"""Shared test helpers: a small generated image folder, the small config (locked:
+a misspelled override fails), and running main.py in a subprocess."""
 
 import os
+import subprocess
+import sys
 
-from configs import tiny
-from sppnet_jax import embedded_data
+from configs.classification import tiny
+from sppnet_jax.classification import embedded_data
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL_RECIPE = 'tests/small_recipe.py'
 
 
 def small_dataset(root: str, train_per_class: int = 8, val_per_class: int = 3) -> str:
@@ -16,18 +22,38 @@ def small_dataset(root: str, train_per_class: int = 8, val_per_class: int = 3) -
 def small_config(data_dir: str, **overrides):
   """The tiny recipe shrunk to seconds: narrow model, 64/48-pixel inputs."""
   config = tiny.get_config()
-  config.data_dir = data_dir
-  config.width_multiplier = 0.1
-  config.fc_dim = 16
-  config.train_sizes = (64, 48)
-  config.eval_size = 64
-  config.eval_resize = 72
-  config.batch_size = 16
-  config.eval_batch_size = 16
-  config.num_epochs = 3
-  config.log_every_steps = 5
-  config.checkpoint_every_steps = 5
-  config.shuffle_buffer_size = 128
-  config.profile_steps = 0
+  config.lock()
+  config.update(dict(
+      data_dir=data_dir, width_multiplier=0.1, fc_dim=16, train_sizes=(64, 48),
+      eval_size=64, eval_resize=72, batch_size=16, eval_batch_size=16,
+      num_epochs=3, log_every_steps=5, checkpoint_every_steps=5,
+      shuffle_buffer_size=128, profile_steps=0))
   config.update(overrides)
   return config
+
+
+def main_command(*args, recipe: str = SMALL_RECIPE) -> list[str]:
+  """`python main.py --config=RECIPE ARGS...`, to run from ROOT."""
+  return [sys.executable, 'main.py', f'--config={recipe}', *args]
+
+
+def _env(devices: int | None) -> dict:
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  if devices:
+    env['JAX_NUM_CPU_DEVICES'] = str(devices)
+  return env
+
+
+def run_main(*args, devices: int | None = None, timeout: float = 600,
+             recipe: str = SMALL_RECIPE) -> subprocess.CompletedProcess:
+  """Runs main.py to its end; stdout and stderr captured apart."""
+  return subprocess.run(main_command(*args, recipe=recipe), cwd=ROOT,
+                        env=_env(devices), capture_output=True, text=True,
+                        timeout=timeout)
+
+
+def start_main(*args, devices: int | None = None) -> subprocess.Popen:
+  """Starts main.py; stdout and stderr merged into `.stdout`."""
+  return subprocess.Popen(main_command(*args), cwd=ROOT, env=_env(devices),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)

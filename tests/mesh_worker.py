@@ -14,10 +14,6 @@ With --protocols, the trained state is also scored with those eval protocols
 import argparse
 import json
 import os
-import sys
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 
 def main():
@@ -41,7 +37,8 @@ def main():
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
     jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from sppnet_jax import checkpoints, evaluate, parallel, train  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.classification import evaluate, train  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.core import checkpoints, parallel  # pylint: disable=g-import-not-at-top
   from tests.helpers import small_config  # pylint: disable=g-import-not-at-top
 
   config = small_config(args.data, batch_size=16, eval_batch_size=16,
@@ -54,6 +51,7 @@ def main():
     state, _ = store.restore(store.latest, store.latest_step(), state)
   else:
     steps = train.compile_train_steps(run)
+    parallel.sync_processes('compiled')
     rows = 16 // jax.process_count()
     mine = slice(jax.process_index() * rows, (jax.process_index() + 1) * rows)
     for step in range(args.steps):
@@ -66,6 +64,7 @@ def main():
     store.save_latest(args.steps, state, force=True)
   store.wait()
   eval_step = evaluate.make_eval_step(run.model, run.mesh, run.state_sharding.params)
+  parallel.sync_processes('evaluate')
   metrics = evaluate.evaluate(eval_step, state.params, run.config, run.mesh)
   store.close()
   by_protocol = {}

@@ -1,0 +1,325 @@
+"""Train state, the jitted train step, and the training loop.
+
+The train step is compiled ahead of time exactly once per training size (the set
+of sizes is known from the config), with the state donated and the batch sharded
+over the mesh's data axis; calling it never triggers another compilation.
+"""
+
+import dataclasses
+import functools
+import itertools
+import math
+import signal
+import threading
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from clu import metric_writers, periodic_actions
+from jax.experimental import multihost_utils
+
+from sppnet_jax.classification import evaluate, input_pipeline
+from sppnet_jax.classification.config import resolve_config
+from sppnet_jax.classification.metrics import TrainMetrics
+from sppnet_jax.classification.model import create_model
+from sppnet_jax.classification.steps import TrainState, make_train_step
+from sppnet_jax.core import checkpoints, lookahead, optim, parallel
+from sppnet_jax.errors import ConfigError, TrainingDivergedError
+
+
+_IMAGES_TO_SHOW = 4
+
+
+@dataclasses.dataclass
+class Run:
+  """Everything the loop and the eval mode share about one configured run."""
+  config: ml_collections.ConfigDict
+  source: Any  # the opened data source (see core.data.sources)
+  info: input_pipeline.DatasetInfo
+  mesh: Any
+  model: Any
+  steps_per_epoch: int
+  total_steps: int
+  schedule: Any
+  state: TrainState
+  state_sharding: Any
+
+
+def setup(config: ml_collections.ConfigDict) -> Run:
+  """Resolves the config against the data, builds the mesh, model and state.
+  Reads the data's listing or metadata; writes nothing."""
+  source = input_pipeline.open_source(config)
+  info = input_pipeline.get_dataset_info(config, source)
+  config = resolve_config(config, info)
+  mesh = parallel.create_mesh()
+  parallel.local_batch_size(config.batch_size)
+  steps_per_epoch = info.num_train_examples // config.batch_size
+  if steps_per_epoch < 1:
+    raise ConfigError(
+        f'the training split has {info.num_train_examples} examples, fewer than '
+        f'one batch of {config.batch_size}: lower --config.batch_size.')
+  total_steps = (config.num_train_steps if config.num_train_steps > 0 else
+                 int(math.ceil(config.num_epochs * steps_per_epoch)))
+  model = create_model(config)
+  schedule = optim.learning_rate_schedule(config, steps_per_epoch, total_steps)
+  state, state_sharding = initial_state(config, model, schedule, mesh)
+  return Run(config, source, info, mesh, model, steps_per_epoch, total_steps,
+             schedule, state, state_sharding)
+
+
+def initial_state(config, model, schedule, mesh):
+  """The freshly initialised, replicated train state and its shardings."""
+  tx = optim.create_optimizer(config, schedule)
+  init_size = model.input_size or max(config.train_sizes)
+
+  def init(key):
+    images = jnp.zeros((1, init_size, init_size, 3), model.dtype)
+    params = model.init(key, images, train=False)['params']
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+  replicated = parallel.replicated_sharding(mesh)
+  abstract = jax.eval_shape(init, jax.random.key(config.seed))
+  state_sharding = jax.tree.map(lambda _: replicated, abstract)
+  state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(config.seed))
+  return state, state_sharding
+
+
+def compile_train_steps(run: Run) -> dict[int, Any]:
+  """One ahead-of-time compilation of the train step per training size."""
+  config, mesh = run.config, run.mesh
+  step = make_train_step(run.model, run.schedule, seed=config.seed,
+                         label_smoothing=config.label_smoothing, mesh=mesh,
+                         state_sharding=run.state_sharding)
+  local_batch = parallel.local_batch_size(config.batch_size)
+  compiled = {}
+  for size in sorted(set(config.train_sizes), reverse=True):
+    local = {'image': np.zeros((local_batch, size, size, 3), np.uint8),
+             'label': np.zeros((local_batch,), np.int32)}
+    start = time.perf_counter()
+    compiled[size] = step.lower(run.state, parallel.global_batch_spec(local, mesh)
+                                ).compile()
+    logging.info('Compiled the train step for %dx%d inputs in %.1f s.', size, size,
+                 time.perf_counter() - start)
+  return compiled
+
+
+def train_size(config, epoch: int) -> int:
+  """The input size of an epoch under the 'epoch' schedule (the paper's)."""
+  sizes = tuple(config.train_sizes)
+  return sizes[epoch % len(sizes)]
+
+
+def epoch_parts(run: Run, first_step: int,
+                end_step: int | None = None) -> list[lookahead.Part]:
+  """The training batches of this process for the steps first_step..end_step-1
+  (default: to the end of training), one part per epoch touched."""
+  config = run.config
+  end_step = run.total_steps if end_step is None else min(end_step, run.total_steps)
+  local_batch = parallel.local_batch_size(config.batch_size)
+  parts = []
+  for epoch in range(first_step // run.steps_per_epoch,
+                     -(-end_step // run.steps_per_epoch)):
+    start = epoch * run.steps_per_epoch
+    skip, stop = max(first_step - start, 0), min(run.steps_per_epoch, end_step - start)
+    sizes = (train_size(config, epoch) if config.size_schedule == 'epoch' else
+             tuple(config.train_sizes))
+    dataset = functools.partial(
+        input_pipeline.train_dataset, config, epoch=epoch, image_size=sizes,
+        local_batch_size=local_batch,
+        steps=min(run.steps_per_epoch, run.total_steps - start),
+        skip_batches=skip, process_index=jax.process_index(),
+        process_count=jax.process_count(), source=run.source)
+    parts.append(lookahead.Part(
+        name=f'the input pipeline of epoch {epoch}',
+        open=lambda dataset=dataset, n=stop - skip: itertools.islice(
+            dataset().as_numpy_iterator(), n),
+        length=stop - skip))
+  return parts
+
+
+def train_batches(run: Run, first_step: int, end_step: int | None = None):
+  """`epoch_parts` chained, each epoch's pipeline opened while the previous
+  epoch still runs (see `lookahead`)."""
+  return lookahead.chain_ahead(epoch_parts(run, first_step, end_step))
+
+
+def _is_eval_step(config, step: int, steps_per_epoch: int, total_steps: int) -> bool:
+  if step == total_steps:
+    return True
+  if config.eval_every_steps > 0:
+    return step % config.eval_every_steps == 0
+  return step % steps_per_epoch == 0
+
+
+class Preempted(Exception):
+  """Training stopped on SIGTERM (or a preemption notice) after saving."""
+
+
+class _StopRequest:
+  """Notes a SIGTERM so that the loop saves and stops at the end of its step.
+
+  Multi-process runs leave the signal to JAX's preemption notifier instead, and
+  ask Orbax (`reached_preemption`), so that every process stops at the same step.
+  """
+
+  def __init__(self):
+    self.received = False
+    self._previous = None
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._note)
+
+  def _note(self, signum, frame):
+    del signum, frame
+    self.received = True
+
+  def restore(self):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _check_finite(values: dict, step: int) -> None:
+  """Stops a diverged run before its state is saved, so that the latest
+  checkpoint is the last good one."""
+  if not np.isfinite(values['loss']):
+    raise TrainingDivergedError(
+        f'the training loss is {values["loss"]} by step {step}: the run diverged; '
+        'lower --config.learning_rate or raise --config.warmup_epochs, then rerun '
+        '(training resumes from the last good checkpoint).')
+
+
+class _SkippedTrainImages:
+  """Unreadable training images skipped so far in the run, over all processes
+  (decoded ahead of the step included); kept in the checkpoints' data position
+  so that a resumed run goes on counting."""
+
+  def __init__(self, before: int = 0):
+    self.before = before
+    self._at_start = input_pipeline.num_skipped_images('train')
+
+  def total(self) -> int:
+    """All processes must call it together (at the same step)."""
+    mine = input_pipeline.num_skipped_images('train') - self._at_start
+    if jax.process_count() > 1:
+      mine = int(np.sum(multihost_utils.process_allgather(np.int64(mine))))
+    return self.before + mine
+
+
+def _write_train_metrics(writer, step: int, values: dict, seconds: float,
+                         steps: int, batch_size: int, skipped: int) -> None:
+  scalars = {f'train_{k}': float(v) for k, v in values.items()}
+  scalars['train_images_per_sec'] = steps * batch_size / max(seconds, 1e-9)
+  scalars['train_skipped_images'] = skipped
+  writer.write_scalars(step, scalars)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains (resuming from the latest checkpoint in `workdir` if there is one),
+  evaluates periodically, and returns the final evaluation metrics."""
+  input_pipeline.prepare_data(config)
+  run = setup(config)
+  config, mesh = run.config, run.mesh
+  is_main = jax.process_index() == 0
+  writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+  store = checkpoints.Checkpoints(workdir, config, run.info.class_names)
+  state, start_step, skipped_before = run.state, 0, 0
+  if store.latest_step() is not None:
+    start_step = store.latest_step()
+    state, metadata = store.restore(store.latest, start_step, state)
+    changes = checkpoints.config_changes(metadata.get('config', {}), config)
+    if changes and not config.allow_config_change:
+      raise ConfigError(
+          f'{workdir} holds a run with another config ({"; ".join(changes)}): use '
+          'another --workdir, or resume with the changes anyway with '
+          '--config.allow_config_change=True.')
+    if changes:
+      logging.warning('Resuming with a changed config: %s.', '; '.join(changes))
+    logging.info('Resumed from %s at step %d.', store.latest.directory, start_step)
+    skipped_before = metadata.get('data_position', {}).get('skipped_images', 0)
+  else:
+    writer.write_hparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                          for k, v in config.to_dict().items()})
+
+  steps = compile_train_steps(run)
+  evaluation = evaluate.CenterEvaluation(run)
+  parallel.sync_processes('compiled')
+  hooks = []
+  if is_main:
+    hooks.append(periodic_actions.ReportProgress(num_train_steps=run.total_steps,
+                                                 writer=writer))
+    if config.profile_steps > 0:  # A trace for TensorBoard's profiler tab.
+      hooks.append(periodic_actions.Profile(
+          logdir=workdir, num_profile_steps=config.profile_steps,
+          first_profile=start_step + config.profile_first_step,
+          profile_duration_ms=None))
+  logging.info('Training %s on %s: %d steps of %d images (%d per epoch), sizes %s.',
+               config.model, config.dataset, run.total_steps, config.batch_size,
+               run.steps_per_epoch, tuple(config.train_sizes))
+
+  stop = _StopRequest()
+  try:
+    eval_metrics = _loop(run, state, start_step, store, writer, hooks, steps,
+                         evaluation, stop, _SkippedTrainImages(skipped_before))
+  finally:
+    stop.restore()
+    store.wait()
+    store.close()
+    writer.flush()
+  return eval_metrics
+
+
+def _loop(run, state, step, store, writer, hooks, steps, evaluation, stop,
+          skipped):
+  """Steps from `step` to the end: logs, saves, evaluates; returns the last
+  evaluation's metrics."""
+  config, mesh = run.config, run.mesh
+  eval_metrics, first_step = {}, step
+  train_metrics, last_log, last_log_step = None, time.perf_counter(), step
+  for batch in parallel.prefetch_to_mesh(train_batches(run, step), mesh):
+    if step == first_step and jax.process_index() == 0:
+      # What the network sees after augmentation, once per run.
+      # (From a local shard: the global batch spans other hosts' devices.)
+      local_images = batch['image'].addressable_data(0)[:_IMAGES_TO_SHOW]
+      writer.write_images(step, {'train_augmented': np.asarray(local_images)})
+    state, sums = steps[batch['image'].shape[1]](state, batch)
+    metrics = TrainMetrics.from_sums(sums)
+    step += 1
+    train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
+    for hook in hooks:
+      hook(step)
+    preempted = stop.received or store.reached_preemption(step)
+    final = step == run.total_steps or preempted
+    saving = final or store.latest.should_save(step)
+    if step % config.log_every_steps == 0 or saving:
+      values = jax.device_get(train_metrics.compute())
+      _check_finite(values, step)
+      skipped_images = skipped.total()
+    if step % config.log_every_steps == 0 or final:
+      now = time.perf_counter()
+      _write_train_metrics(writer, step, values, now - last_log,
+                           step - last_log_step, config.batch_size, skipped_images)
+      writer.flush()  # A crash loses nothing that was reported.
+      train_metrics, last_log, last_log_step = None, now, step
+    if saving:
+      start = time.perf_counter()
+      position = dict(zip(('epoch', 'batch_in_epoch'),
+                          divmod(step, run.steps_per_epoch)),
+                      skipped_images=skipped_images)
+      if store.save_latest(step, state, force=final, data_position=position):
+        pause_ms = 1e3 * (time.perf_counter() - start)  # Until the save is async.
+        writer.write_scalars(step, {'checkpoint_pause_ms': pause_ms})
+    if preempted:
+      store.wait()
+      raise Preempted(f'stopped at step {step} on a termination signal, after '
+                      'saving; the same command resumes from there.')
+    if _is_eval_step(config, step, run.steps_per_epoch, run.total_steps):
+      eval_metrics = evaluation(state.params)
+      writer.write_scalars(step, {f'eval_{k}': v for k, v in eval_metrics.items()})
+      store.save_best(step, state, {k: eval_metrics[k] for k in ('top1', 'top5',
+                                                                 'loss')})
+  if not eval_metrics:  # Resumed at the end: score the final state again.
+    eval_metrics = evaluation(state.params)
+  return eval_metrics

@@ -1,0 +1,85 @@
+"""Process start-up shared by every entry point: XLA flags, jax.distributed,
+the compilation cache, and quieter library logs.
+
+Nothing here runs on import: `main.py` (and the benchmarks) call what they need
+before the first JAX computation, in the order `prefer_fast_cpu_convolutions`
+(it must precede JAX's backend start), then `start_jax`.
+"""
+
+import logging
+import os
+
+# The XLA flag that sends convolutions on the CPU to Eigen's multi-threaded
+# convolutions instead of YNNPACK (jaxlib 0.10's default for convolutions and
+# dots), keeping YNNPACK for the matrix products: on a 2-core AMD EPYC it makes
+# every ZF-5 convolution pass, forward and both gradients, 1.2-2x faster (see
+# benchmarks/train_step.py). It must be in XLA_FLAGS before JAX starts.
+CPU_CONV_XLA_FLAG = ('--xla_cpu_experimental_ynn_fusion_type='
+                     'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT')
+
+
+def prefer_fast_cpu_convolutions() -> None:
+  """Adds CPU_CONV_XLA_FLAG to XLA_FLAGS unless XLA_FLAGS already chooses; call
+  it before JAX starts (it does nothing on GPU/TPU). main.py and the benchmarks
+  call it, so every entry point runs the same convolutions."""
+  flags_now = os.environ.get('XLA_FLAGS', '')
+  if CPU_CONV_XLA_FLAG.split('=')[0] not in flags_now:
+    os.environ['XLA_FLAGS'] = f'{flags_now} {CPU_CONV_XLA_FLAG}'.strip()
+
+
+def cpu_convolutions_use_eigen() -> bool:
+  """Whether XLA_FLAGS keeps convolutions off YNNPACK (see CPU_CONV_XLA_FLAG);
+  `layers.conv2d('auto')` then takes XLA's convolutions for every pass."""
+  values = [flag.split('=', 1)[1] for flag in os.environ.get('XLA_FLAGS', '').split()
+            if flag.startswith('--xla_cpu_experimental_ynn_fusion_type=')]
+  return bool(values) and 'CONVOLUTION' not in values[-1].upper()
+
+
+def is_multiprocess_cluster() -> bool:
+  """SLURM with several tasks, or a TPU VM that is one of several workers: JAX
+  finds the coordinator, process count and id itself there."""
+  if int(os.environ.get('SLURM_NTASKS', '1')) > 1:
+    return True
+  return ',' in os.environ.get('TPU_WORKER_HOSTNAMES', '')
+
+
+def start_jax(*, coordinator_address: str | None = None,
+              num_processes: int | None = None, process_id: int | None = None,
+              cache_dir: str | None = None) -> None:
+  """Joins the other processes (when asked to, or on a detected cluster), lets
+  only process 0 log INFO lines, and points the persistent compilation cache at
+  `cache_dir` (unless $JAX_COMPILATION_CACHE_DIR names one), so that a restart
+  reuses the compiled steps."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  if num_processes or coordinator_address or process_id is not None:
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id)
+  elif is_multiprocess_cluster():
+    jax.distributed.initialize()
+  if jax.process_index() > 0:  # Process 0 reports for all.
+    absl_logging.set_verbosity(absl_logging.WARNING)
+  absl_logging.info('JAX on %d %s devices in %d processes.', jax.device_count(),
+                    jax.devices()[0].platform, jax.process_count())
+  if cache_dir and not os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+    jax.config.update('jax_compilation_cache_dir', cache_dir)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+
+
+class _QuietLibraries(logging.Filter):
+  """Keeps the libraries' routine INFO lines (Orbax's per-save reports) out of
+  the console, so that the progress and metric lines stay readable."""
+
+  def filter(self, record) -> bool:
+    return record.levelno >= logging.WARNING or '/orbax/' not in record.pathname
+
+
+def quiet_library_logs() -> None:
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  absl_logging.get_absl_handler().addFilter(_QuietLibraries())
+
+
+def keep_tensorflow_off_accelerators() -> None:
+  """tf.data only: the accelerators are JAX's."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], 'GPU')

@@ -1,0 +1,178 @@
+"""The test protocols (center, ten views, full image, multi-scale) against a
+per-image loop written here: views cut by hand, each view run alone, softmax
+averaged, every readable validation image counted once."""
+
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sppnet_jax import normalize_images
+from sppnet_jax.classification import evaluate, input_pipeline, train
+from sppnet_jax.classification.config import validate_config
+from sppnet_jax.core import compile_count
+from sppnet_jax.core.data import image_ops
+from tests.helpers import small_config
+
+RESIZE, CROP, STEP = 72, 64, 32  # small_config's eval_resize and eval_size
+
+
+@pytest.fixture(scope='module')
+def setup(small_data, tmp_path_factory):
+  """Randomly initialised small SPP-net (the protocols do not need a trained
+  one) on a copy of the small data with one corrupt validation file added."""
+  data = str(tmp_path_factory.mktemp('protocols') / 'data')
+  shutil.copytree(small_data, data)
+  with open(os.path.join(data, 'val', 'circle', 'zz_corrupt.jpg'), 'wb') as f:
+    f.write(b'\xff\xd8\xff\xe0 truncated')
+  config = small_config(data)
+  run = train.setup(config)
+  return run.model, run.state.params, run.config
+
+
+def _uint8(image):
+  return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def _short_side_shape(h, w, short_side):
+  """The short side at `short_side`, the long one scaled and rounded half up."""
+  short = min(h, w)
+  return tuple(short_side if side == short else int(side * short_side / short + 0.5)
+               for side in (h, w))
+
+
+def _ten_view(image):
+  # TF's bilinear resize itself, not the pipeline's code around it.
+  resized = tf.image.resize(image, _short_side_shape(*image.shape[:2], RESIZE),
+                            method='bilinear').numpy()
+  h, w = resized.shape[:2]
+  views = []
+  for y, x in ((0, 0), (0, w - CROP), (h - CROP, 0), (h - CROP, w - CROP),
+               ((h - CROP) // 2, (w - CROP) // 2)):
+    crop = _uint8(resized[y:y + CROP, x:x + CROP])
+    views += [crop, crop[:, ::-1]]
+  return views
+
+
+def _bucket(h, w, short_side):
+  scale = short_side / min(h, w)
+  return tuple(max(STEP, round(side * scale / STEP) * STEP) for side in (h, w))
+
+
+def _full_image(image, short_side=RESIZE, flip=False):
+  view = _uint8(tf.image.resize(image, _bucket(*image.shape[:2], short_side),
+                                method='bilinear').numpy())
+  return [view, view[:, ::-1]] if flip else [view]
+
+
+def _reference(model, params, config, make_views):
+  """(metrics, set of view shapes) from a loop over the validation files."""
+  root = os.path.join(config.data_dir, 'val')
+  apply = jax.jit(lambda p, x: jax.nn.softmax(
+      model.apply({'params': p}, normalize_images(x, jnp.float32), train=False)))
+  params = jax.device_get(params)
+  correct1 = correct5 = loss = count = 0
+  shapes = set()
+  for label, name in enumerate(sorted(os.listdir(root))):
+    for file in sorted(os.listdir(os.path.join(root, name))):
+      try:
+        image = image_ops.decode_image_file(os.path.join(root, name, file))
+      except tf.errors.InvalidArgumentError:
+        continue
+      views = make_views(image)
+      shapes.update(v.shape for v in views)
+      probabilities = np.mean([np.asarray(apply(params, v[None]))[0]
+                               for v in views], axis=0)
+      order = list(np.argsort(-probabilities))
+      correct1 += order.index(label) < 1
+      correct5 += order.index(label) < 5
+      loss -= np.log(probabilities[label])
+      count += 1
+  return dict(top1=correct1 / count, top5=correct5 / count, loss=loss / count,
+              num_examples=count), shapes
+
+
+def _check(setup, protocol, make_views, **eval_fields):
+  model, params, config = setup
+  config = config.copy_and_resolve_references()
+  config.eval.protocol = protocol
+  config.eval.update(eval_fields)
+  skipped = input_pipeline.num_skipped_images('eval')
+  with compile_count.compilations() as compiled:
+    got = evaluate.evaluate_views(model, params, config)
+  expected, shapes = _reference(model, params, config, make_views)
+  assert got['num_examples'] == expected['num_examples'] == 30
+  assert input_pipeline.num_skipped_images('eval') == skipped + 1  # the corrupt one
+  assert got['top1'] == pytest.approx(expected['top1'], abs=1e-9)
+  assert got['top5'] == pytest.approx(expected['top5'], abs=1e-9)
+  assert got['loss'] == pytest.approx(expected['loss'], rel=1e-5)
+  return compiled.count('view_eval_step'), shapes
+
+
+def test_ten_view(setup):
+  compiled, shapes = _check(setup, 'ten_view', _ten_view)
+  assert compiled == 1 and shapes == {(CROP, CROP, 3)}
+
+
+def test_full_image_compiles_once_per_bucket(setup):
+  compiled, shapes = _check(setup, 'full_image',
+                            lambda image: _full_image(image, flip=True), flip=True)
+  # Images of 96..192 pixels a side fall in several buckets; one compile each.
+  assert len(shapes) >= 4
+  assert compiled == len(shapes), shapes
+
+
+def test_multi_scale_full_images(setup):
+  scales = (48, 72, 100)
+  compiled, shapes = _check(
+      setup, 'multi_scale',
+      lambda image: sum((_full_image(image, s) for s in scales), []),
+      scales=scales, scale_views='full_image')
+  assert compiled == len(shapes)
+
+
+def test_center_views_match_the_training_evaluation(setup):
+  """The view path's single center crop scores what the training-time
+  evaluation (global batches, padded and masked) scores."""
+  model, params, config = setup
+  center = evaluate.evaluate_protocol(
+      evaluate.make_eval_step(model, *_mesh_and_sharding(params)), model, params,
+      config, _mesh_and_sharding(params)[0])
+  config = config.copy_and_resolve_references()
+  config.eval.update(protocol='multi_scale', scale_views='center', scales=(RESIZE,))
+  views = evaluate.evaluate_views(model, params, config)
+  assert center['protocol'] == 'center'
+  assert views['num_examples'] == center['num_examples'] == 30
+  assert views['top1'] == pytest.approx(center['top1'], abs=1e-6)
+  assert views['loss'] == pytest.approx(center['loss'], rel=1e-5)
+
+
+def _mesh_and_sharding(params):
+  sharding = jax.tree.leaves(params)[0].sharding
+  return sharding.mesh, jax.tree.map(lambda x: x.sharding, params)
+
+
+@pytest.mark.parametrize('fields, message', [
+    (dict(protocol='five_view'), "config.eval.protocol='five_view' is not one of"),
+    (dict(protocol='multi_scale', scales=(224, 40)), 'must be at least 64'),
+    (dict(protocol='multi_scale', scale_views='full'), "scale_views='full' is not"),
+])
+def test_bad_protocol_settings_are_one_line_errors(setup, fields, message):
+  config = setup[2].copy_and_resolve_references()
+  config.eval.update(fields)
+  if 'scales' in fields:
+    config.eval.scale_views = 'ten_view'
+  with pytest.raises(ValueError, match=message) as error:
+    validate_config(config)
+  assert '\n' not in str(error.value)
+
+
+def test_zfnet_refuses_full_images(setup):
+  config = setup[2].copy_and_resolve_references()
+  config.model, config.eval.protocol = 'zfnet', 'full_image'
+  with pytest.raises(ValueError, match='full-image views need SPP-net'):
+    validate_config(config)

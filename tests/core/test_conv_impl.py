@@ -1,0 +1,138 @@
+"""The fast implementations in sppnet_jax.core.layers against the plain formulas:
+convolutions (im2col and the per-pass 'auto' custom gradient) against
+lax.conv_general_dilated, the LRN's hand-written gradient against autodiff of its
+formula, and the separable ceil-mode max pool against reduce_window."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sppnet_jax import LocalResponseNorm, SPPNet
+from sppnet_jax import runtime
+from sppnet_jax.core.layers import conv2d, max_pool_ceil
+
+# (input h, w, cin, cout, kernel, stride, padding): the ZF-5 layers at small
+# sizes, odd/even and non-square inputs, and a 1x1 map.
+GEOMETRIES = [
+    (33, 31, 3, 8, 7, 2, 1),  # conv1
+    (32, 32, 3, 5, 7, 2, 1),
+    (15, 12, 24, 16, 5, 2, 0),  # conv2 (im2col forward in 'auto')
+    (14, 14, 20, 6, 5, 2, 0),
+    (7, 5, 16, 12, 3, 1, 1),  # conv3-5
+    (1, 1, 8, 4, 3, 1, 1),
+    (9, 9, 17, 3, 3, 2, 1),
+]
+
+
+def _reference(x, w, stride, pad):
+  return jax.lax.conv_general_dilated(
+      x, w, (stride, stride), ((pad, pad), (pad, pad)),
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      precision=jax.lax.Precision.HIGHEST)
+
+
+@pytest.mark.parametrize('impl', ['im2col', 'mixed', 'auto', 'xla'])
+@pytest.mark.parametrize('geometry', GEOMETRIES)
+def test_conv_values_and_gradients_match_lax(impl, geometry):
+  h, w, cin, cout, k, stride, pad = geometry
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((2, h, w, cin)), jnp.float32)
+  kernel = jnp.asarray(rng.standard_normal((k, k, cin, cout)), jnp.float32)
+  want = _reference(x, kernel, stride, pad)
+  got = jax.jit(functools.partial(conv2d, stride=stride, padding=pad, impl=impl))(
+      x, kernel)
+  assert got.shape == want.shape
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  cotangent = jnp.asarray(rng.standard_normal(want.shape), jnp.float32)
+  loss = lambda f: lambda a, b: jnp.sum(f(a, b) * cotangent)
+  want_grads = jax.grad(loss(lambda a, b: _reference(a, b, stride, pad)), (0, 1))(
+      x, kernel)
+  got_grads = jax.jit(jax.grad(loss(lambda a, b: conv2d(a, b, stride, pad, impl)),
+                               (0, 1)))(x, kernel)
+  for got_grad, want_grad in zip(got_grads, want_grads):
+    np.testing.assert_allclose(got_grad, want_grad, rtol=1e-4, atol=1e-3)
+
+
+def test_unknown_conv_impl_is_a_clear_error():
+  with pytest.raises(ValueError, match='unknown convolution'):
+    conv2d(jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 1)), 1, 1, 'fft')
+
+
+def _lrn_formula(x, mode, size, alpha, beta, k=1.0):
+  """The LRN written with reduce_window and differentiated by JAX."""
+  half = (size - 1) // 2
+  pad = (half, size - 1 - half)
+  if mode == 'within_channel':
+    window, padding, count = (1, size, size, 1), ((0, 0), pad, pad, (0, 0)), size * size
+  else:
+    window, padding, count = (1, 1, 1, size), ((0, 0), (0, 0), (0, 0), pad), size
+  sums = jax.lax.reduce_window(x * x, 0., jax.lax.add, window, (1, 1, 1, 1), padding)
+  return x * (k + alpha / count * sums) ** -beta
+
+
+@pytest.mark.parametrize('mode,size,alpha,beta', [
+    ('within_channel', 3, 5e-5, 0.75), ('across_channel', 5, 1e-4, 0.75),
+    ('across_channel', 4, 1e-3, 0.6), ('within_channel', 2, 1e-3, 0.5)])
+def test_lrn_gradient_matches_autodiff_of_the_formula(mode, size, alpha, beta):
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(0, 100, (2, 7, 6, 9)), jnp.float32)
+  layer = LocalResponseNorm(mode, size=size, alpha=alpha, beta=beta)
+  np.testing.assert_allclose(layer.apply({}, x), _lrn_formula(x, mode, size, alpha, beta),
+                             rtol=2e-5)
+  cotangent = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
+  got = jax.grad(lambda v: jnp.sum(layer.apply({}, v) * cotangent))(x)
+  want = jax.grad(lambda v: jnp.sum(_lrn_formula(v, mode, size, alpha, beta) *
+                                    cotangent))(x)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize('shape', [(110, 110), (26, 20), (7, 6), (3, 3), (4, 9)])
+def test_max_pool_ceil_matches_reduce_window(shape):
+  rng = np.random.default_rng(2)
+  size = shape[0] * shape[1] * 3
+  x = jnp.asarray(rng.permutation(size).reshape((1,) + shape + (3,)), jnp.float32)
+
+  def reference(v):  # Caffe's ceil mode as -inf padding of a floor-mode pool.
+    pads = [(0, 0)]
+    for a in shape:
+      out = -(-(a - 3) // 2) + 1
+      pads.append((0, max((out - 1) * 2 + 3 - a, 0)))
+    pads.append((0, 0))
+    return jax.lax.reduce_window(v, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
+                                 pads)
+
+  np.testing.assert_array_equal(max_pool_ceil(x), reference(x))
+  cotangent = jnp.asarray(rng.standard_normal(reference(x).shape), jnp.float32)
+  got = jax.grad(lambda v: jnp.sum(max_pool_ceil(v) * cotangent))(x)
+  want = jax.grad(lambda v: jnp.sum(reference(v) * cotangent))(x)  # No ties here.
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_model_is_the_same_function_with_every_conv_impl():
+  x = jnp.asarray(np.random.default_rng(3).uniform(-2, 2, (2, 67, 59, 3)), jnp.float32)
+  base = SPPNet(width_multiplier=0.2, fc_dim=16, num_classes=5, initializer='he')
+  params = base.init(jax.random.key(0), x, train=False)['params']
+  outputs = {}
+  for impl in ('xla', 'im2col', 'mixed', 'auto'):
+    model = base.clone(conv_impl=impl)
+    loss = lambda p: jnp.sum(jnp.sin(model.apply({'params': p}, x, train=False)))
+    outputs[impl] = jax.jit(jax.value_and_grad(loss))(params)
+  for impl in ('im2col', 'mixed', 'auto'):
+    np.testing.assert_allclose(outputs[impl][0], outputs['xla'][0], rtol=1e-4)
+    for got, want in zip(jax.tree.leaves(outputs[impl][1]),
+                         jax.tree.leaves(outputs['xla'][1])):
+      np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-5)
+
+
+def test_auto_follows_the_cpu_convolution_flag(monkeypatch):
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=1')
+  assert not runtime.cpu_convolutions_use_eigen()
+  monkeypatch.setenv('XLA_FLAGS', runtime.CPU_CONV_XLA_FLAG)
+  assert runtime.cpu_convolutions_use_eigen()
+  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_experimental_ynn_fusion_type='
+                     'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,'
+                     'LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION')
+  assert not runtime.cpu_convolutions_use_eigen()
