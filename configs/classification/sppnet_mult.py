@@ -1,6 +1,6 @@
 """SPP-net, multi-size training on ImageNet: 224 crops, and the same crops resized
 to 180, alternating one full epoch per size (the paper). Batch 128, learning rate
-0.01, 160 epochs (the seeds' recipe)."""
+0.01, 160 epochs (the recipe this project was specified with)."""
 
 from sppnet_jax.classification.config import base_config
 

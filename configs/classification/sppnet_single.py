@@ -1,6 +1,6 @@
 """SPP-net (ZF-5 + pyramid 6,3,2,1), single-size training at 224 on ImageNet.
 
-The seeds' recipe: batch 256, learning rate 0.01, 160 epochs, cosine decay.
+The recipe this project was specified with: batch 256, learning rate 0.01, 160 epochs, cosine decay.
 """
 
 from sppnet_jax.classification.config import base_config

@@ -1,5 +1,6 @@
 """The ZFNet baseline (fixed 3x3/2 pool5, 224 only) on ImageNet: batch 256,
-learning rate 0.035 after 5 warm-up epochs, 150 epochs (the seeds' recipe)."""
+learning rate 0.035 after 5 warm-up epochs, 150 epochs (the recipe this project
+was specified with)."""
 
 from sppnet_jax.classification.config import base_config
 
