@@ -79,3 +79,10 @@ def test_only_user_errors_become_one_line(error, code, last_line):
   lines = result.stderr.strip().splitlines()
   assert lines[-1] == last_line
   assert ('Traceback (most recent call last):' in result.stderr) == (code != 2)
+
+
+def test_test_configs_are_locked():
+  """A misspelled override in a test fails instead of adding a field."""
+  from tests.helpers import small_config  # pylint: disable=g-import-not-at-top
+  with pytest.raises(KeyError, match='batch_sise'):
+    small_config('', batch_sise=3)
