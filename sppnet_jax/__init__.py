@@ -5,9 +5,10 @@ stages (`features`, `pool5`, `head`) can be run one at a time.
 """
 
 from sppnet_jax.core.layers import LocalResponseNorm
+from sppnet_jax.core.roi_spp import roi_spatial_pyramid_pool
 from sppnet_jax.core.spp import spatial_pyramid_pool, spp_output_dim
 from sppnet_jax.core.zf5 import SPPNet, ZFNet, normalize_images
 
 __all__ = ['SPPNet', 'ZFNet', 'LocalResponseNorm', 'normalize_images',
-           'spatial_pyramid_pool', 'spp_output_dim']
+           'spatial_pyramid_pool', 'roi_spatial_pyramid_pool', 'spp_output_dim']
 __version__ = '0.2.0'
