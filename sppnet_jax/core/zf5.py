@@ -90,6 +90,24 @@ def layer_sizes(input_size: int) -> dict[str, int]:
   return sizes
 
 
+def receptive_field_centres(layers=LAYERS) -> tuple[float, int]:
+  """(c, S): cell j of the last layer's map has its receptive field centred at
+  image coordinate c + S * j, in continuous pixel coordinates (pixel i spans
+  [i, i + 1), its centre is i + 0.5). S is the product of the strides.
+
+  Each layer moves the centre of its first output by ((k - 1) / 2 - p) input
+  steps (ceil-mode pooling pads at the end only, so p = 0 there). For ZF-5:
+  0.5 (pixel 0) + 2 (conv1 7/2 pad 1) + 1 * 2 (pool1 3/2) + 2 * 4 (conv2 5/2)
+  + 1 * 8 (pool2 3/2) + 0 (conv3-5 3/1 pad 1) = 20.5, and S = 2 * 2 * 2 * 2 = 16:
+  cell j sees pixels centred on pixel 20 + 16 j (21 + 16 j counted from 1, the
+  authors' `offset0 = 21`)."""
+  centre, jump = 0.5, 1
+  for layer in layers:
+    centre += ((layer.kernel - 1) / 2 - layer.padding) * jump
+    jump *= layer.stride
+  return centre, jump
+
+
 def conv5_size(input_size: int) -> int:
   """Side of the conv5 map for an input side (0 when the input is too small)."""
   return layer_sizes(input_size)['conv5']
