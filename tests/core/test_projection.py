@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sppnet_jax.core import zf5
-from sppnet_jax.detection.boxes import choose_scales, project_boxes
+from sppnet_jax.core.projection import choose_scales, project_boxes
 
 
 def test_receptive_field_centres():
@@ -23,12 +23,8 @@ def _cells(boxes, size, rule):
 
 @pytest.mark.parametrize('rule', ['paper', 'authors_code'])
 def test_a_224_window_at_scale_224_covers_the_whole_13x13_map(rule):
-  assert conv5_224() == 13
+  assert zf5.conv5_size(224) == 13
   assert _cells([[0, 0, 224, 224]], 13, rule) == [[0, 0, 13, 13]]
-
-
-def conv5_224():
-  return zf5.conv5_size(224)
 
 
 @pytest.mark.parametrize('rule', ['paper', 'authors_code'])

@@ -1,5 +1,6 @@
 """Image windows -> conv5 cells (the paper's Appendix A), and the scale each
-window is pooled at.
+window is pooled at: shared by multi-view testing on feature maps
+(classification) and detection.
 
 Conventions. A pixel box is (y0, x0, y1, x1) in continuous pixel coordinates of
 the image the network sees: pixel i spans [i, i + 1), so the box of pixels
