@@ -28,6 +28,7 @@ PROTOCOLS = {
     'ten_view': dict(protocol='ten_view'),
     'full_image': dict(protocol='full_image'),
     'full_image_flip': dict(protocol='full_image', flip=True),
+    'feature_map_views': dict(protocol='feature_map_views'),
     'multi_scale': dict(protocol='multi_scale', scale_views='full_image'),
     'multi_scale_ten_view': dict(protocol='multi_scale', scale_views='ten_view'),
 }
@@ -54,7 +55,7 @@ def main(argv):
   runtime.prefer_fast_cpu_convolutions()
   runtime.keep_tensorflow_off_accelerators()
   import jax  # pylint: disable=g-import-not-at-top
-  from sppnet_jax.classification import evaluate  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.classification import eval_views, evaluate  # pylint: disable=g-import-not-at-top
   from sppnet_jax.classification.config import validate_config  # pylint: disable=g-import-not-at-top
   from sppnet_jax.classification.restore import restore  # pylint: disable=g-import-not-at-top
   from sppnet_jax.core import compile_count  # pylint: disable=g-import-not-at-top
@@ -76,7 +77,8 @@ def main(argv):
     config.eval.update(PROTOCOLS[name])
     validate_config(config)
     # Each row counts its own compilations; the timed pass compiles nothing.
-    view_step = evaluate.make_view_step(run.model, evaluate.local_mesh())
+    view_step = evaluate.make_view_step(run.model, evaluate.local_mesh(),
+                                        eval_views.view_spec(config))
     with compile_count.compilations() as compiled:
       evaluate.evaluate_protocol(eval_step, run.model, params, config, run.mesh,
                                  source=run.source, view_step=view_step)

@@ -70,7 +70,9 @@ def main():
   by_protocol = {}
   for protocol in filter(None, args.protocols.split(',')):
     view_config = run.config.copy_and_resolve_references()
-    view_config.eval.update(protocol=protocol, scales=(48, 72))
+    # feature_map_views take scales of at least eval_size (64).
+    view_config.eval.update(protocol=protocol, scales=(64, 90) if protocol ==
+                            'feature_map_views' else (48, 72))
     by_protocol[protocol] = evaluate.evaluate_views(run.model, state.params,
                                                     view_config)
   if jax.process_index() == 0:

@@ -10,11 +10,13 @@ import ml_collections
 
 from sppnet_jax.core.zf5 import min_input_size
 from sppnet_jax.classification.model import MODELS
+from sppnet_jax.core.projection import RULES as PROJECTION_RULES
 from sppnet_jax.errors import ConfigError
 
 # The test protocols of --mode=eval (see eval_views.py) and the views that
 # multi_scale takes at each scale.
-PROTOCOLS = ('center', 'ten_view', 'full_image', 'multi_scale')
+PROTOCOLS = ('center', 'ten_view', 'full_image', 'multi_scale',
+             'feature_map_views')
 VIEW_KINDS = ('center', 'ten_view', 'full_image')
 
 
@@ -89,7 +91,10 @@ def base_config() -> ml_collections.ConfigDict:
   # The test views (see eval_views.py): 'center' (short side to
   # eval_resize, eval_size center crop), 'ten_view' (4 corners + center and
   # their mirrors), 'full_image' (the whole image at its aspect ratio, short
-  # side eval_resize), 'multi_scale' (scale_views at each of scales).
+  # side eval_resize), 'multi_scale' (scale_views at each of scales),
+  # 'feature_map_views' (the paper's 3.1.5: at each of scales, conv5 of the
+  # whole image once, then eval_size windows pooled from it: center, 4 corners,
+  # 4 side middles, and the same of the mirror image).
   config.eval.protocol = 'center'
   # Full images: each side (after resizing the short side) rounded to a
   # multiple of this, bounding the compilations (also used by --mode=predict).
@@ -97,6 +102,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval.scales = (224, 256, 300, 360, 448, 560)  # multi_scale short sides
   config.eval.scale_views = 'full_image'  # multi_scale: center|ten_view|full_image
   config.eval.flip = False  # also the mirror image of center/full_image views
+  # feature_map_views: also the whole image (and its mirror) at each scale.
+  config.eval.feature_map_full_image = False
+  # feature_map_views: windows -> conv5 cells, 'paper' | 'authors_code'.
+  config.eval.projection = 'paper'
 
   return config
 
@@ -139,6 +148,8 @@ def _validate_eval_protocol(config) -> None:
                      'set --config.eval.protocol to one of them.')
   if config.eval.full_image_step < 1:
     raise ConfigError('config.eval.full_image_step must be at least 1.')
+  if protocol == 'feature_map_views':
+    _validate_feature_map_views(config)
   if protocol == 'multi_scale':
     if views not in VIEW_KINDS:
       raise ConfigError(f'config.eval.scale_views={views!r} is not one of '
@@ -155,6 +166,21 @@ def _validate_eval_protocol(config) -> None:
     raise ConfigError('full-image views need SPP-net: ZFNet\'s fc6 fixes its input '
                      'at eval_size; use --config.eval.protocol=center or ten_view '
                      '(or multi_scale with --config.eval.scale_views=ten_view).')
+
+
+def _validate_feature_map_views(config) -> None:
+  scales = tuple(config.eval.scales)
+  if not scales or min(scales) < config.eval_size:
+    raise ConfigError(f'config.eval.scales={scales} must be at least eval_size='
+                      f'{config.eval_size} for feature_map_views (the views are '
+                      'eval_size windows of the resized image): raise them.')
+  if config.eval.projection not in PROJECTION_RULES:
+    raise ConfigError(f'config.eval.projection={config.eval.projection!r} is not '
+                      f'one of {PROJECTION_RULES}: set --config.eval.projection '
+                      'to one of them.')
+  if not MODELS[config.model].any_input_size:
+    raise ConfigError('feature_map_views need SPP-net: ZFNet\'s fc6 takes its '
+                      'pool5 of one input size only; use --config.model=sppnet.')
 
 
 def resolve_config(config: ml_collections.ConfigDict,

@@ -9,7 +9,10 @@
   `eval_resize`, each side rounded to a multiple of `eval.full_image_step` (the
   shape bucket) so that compilations stay as few as the buckets;
 * `multi_scale`: the views `eval.scale_views` (one of the three above) at every
-  short side of `eval.scales` (paper Table 5).
+  short side of `eval.scales` (paper Table 5);
+* `feature_map_views` (paper 3.1.5): the full image and its mirror at every
+  short side of `eval.scales`; the network computes conv5 of each once and pools
+  the `eval_size` windows of `feature_map_windows` from it (evaluate.py).
 
 `eval.flip` adds the mirror image of center and full-image views. The network's
 softmax is averaged over all views of an example (every view weighs the same).
@@ -45,9 +48,15 @@ class ViewSpec:
   crop: int  # the crop side of center and ten-view views (eval_size)
   step: int  # full-image bucket step
   flip: bool  # also the mirror image of center / full-image views
+  # feature_map_views: windows pooled from conv5 of each full image (and of its
+  # mirror), the whole image among them or not, projected by this rule.
+  feature_map: bool = False
+  full_image_window: bool = False
+  projection: str = 'paper'
 
   @property
   def views_per_scale(self) -> int:
+    """Images per (example, scale) the network runs on."""
     if self.kind == 'ten_view':
       return 10
     return 2 if self.flip else 1
@@ -55,6 +64,13 @@ class ViewSpec:
 
 def view_spec(config) -> ViewSpec:
   protocol = config.eval.protocol
+  if protocol == 'feature_map_views':
+    return ViewSpec(scales=tuple(int(s) for s in config.eval.scales),
+                    kind='full_image', crop=int(config.eval_size),
+                    step=int(config.eval.full_image_step), flip=True,
+                    feature_map=True,
+                    full_image_window=bool(config.eval.feature_map_full_image),
+                    projection=str(config.eval.projection))
   if protocol == 'multi_scale':
     scales, kind = tuple(int(s) for s in config.eval.scales), config.eval.scale_views
   else:
@@ -62,6 +78,25 @@ def view_spec(config) -> ViewSpec:
   return ViewSpec(scales=scales, kind=kind, crop=int(config.eval_size),
                   step=int(config.eval.full_image_step),
                   flip=bool(config.eval.flip))
+
+
+def feature_map_windows(height: int, width: int, crop: int,
+                        full_image: bool = False) -> list[tuple[int, int, int, int]]:
+  """The distinct (y0, x0, y1, x1) pixel windows of feature_map_views in a
+  height x width image: crop x crop (at most the image) at the center, the 4
+  corners and the 4 side middles, then the whole image if `full_image`. A
+  side no longer than the crop leaves one position on it (at s = 224 a
+  224 x W image has 3 distinct windows, 6 with the mirror image)."""
+  ch, cw = min(crop, height), min(crop, width)
+  rows = (0, (height - ch) // 2, height - ch)
+  cols = (0, (width - cw) // 2, width - cw)
+  windows = [(rows[1], cols[1])] + [(y, x) for y in (rows[0], rows[2])
+                                     for x in (cols[0], cols[2])] + [
+      (rows[0], cols[1]), (rows[2], cols[1]), (rows[1], cols[0]), (rows[1], cols[2])]
+  boxes = [(y, x, y + ch, x + cw) for y, x in windows]
+  if full_image:
+    boxes.append((0, 0, height, width))
+  return list(dict.fromkeys(boxes))
 
 
 def full_image_shape(height, width, short_side, step):

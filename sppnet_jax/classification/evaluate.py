@@ -24,7 +24,8 @@ from jax.sharding import Mesh
 from sppnet_jax.classification import eval_views, input_pipeline
 from sppnet_jax.classification.metrics import EvalMetrics
 from sppnet_jax.classification.steps import make_eval_step
-from sppnet_jax.core import parallel
+from sppnet_jax.core import parallel, projection
+from sppnet_jax.core.roi_spp import roi_spatial_pyramid_pool
 from sppnet_jax.core.zf5 import normalize_images
 from sppnet_jax.errors import DataError
 
@@ -104,15 +105,47 @@ def evaluate_protocol(eval_step, model, params, config, mesh, *,
   return metrics
 
 
-def make_view_step(model, mesh: Mesh):
+def views_per_example(spec: eval_views.ViewSpec, views_shape) -> int:
+  """The views a view step sums per example of a [B, V, H, W, 3] batch."""
+  if spec.feature_map:
+    height, width = views_shape[2:4]
+    return views_shape[1] * len(eval_views.feature_map_windows(
+        height, width, spec.crop, spec.full_image_window))
+  return views_shape[1]
+
+
+def feature_map_cells(spec: eval_views.ViewSpec, height: int, width: int,
+                      map_height: int, map_width: int) -> np.ndarray:
+  """(V, 4) conv5 cell boxes of the feature_map_views windows of a height x
+  width image whose conv5 map is map_height x map_width."""
+  windows = np.array(eval_views.feature_map_windows(height, width, spec.crop,
+                                                    spec.full_image_window),
+                     np.float32)
+  return projection.project_boxes(windows, map_height, map_width, spec.projection)
+
+
+def make_view_step(model, mesh: Mesh, spec: eval_views.ViewSpec | None = None):
   """A jitted step: (params, views uint8 [B, V, H, W, 3]) -> the softmax summed
-  over the V views [B, classes], float32; one compilation per views shape."""
+  over each example's views [B, classes], float32; one compilation per views
+  shape. With a feature-map spec, each of the V images runs to conv5 once and
+  its windows (`feature_map_cells`, fixed by the shape) are pooled from it."""
 
   def view_eval_step(params, views):
     batch, num = views.shape[:2]
     images = normalize_images(views.reshape((batch * num,) + views.shape[2:]),
                               model.dtype)
-    logits = model.apply({'params': params}, images, train=False)
+    if spec is not None and spec.feature_map:
+      variables = {'params': params}
+      conv5 = model.apply(variables, images, method='features')
+      cells = feature_map_cells(spec, *views.shape[2:4], *conv5.shape[1:3])
+      per_image = cells.shape[0]
+      pooled = roi_spatial_pyramid_pool(
+          conv5, np.tile(cells, (batch * num, 1)), tuple(model.spp_levels),
+          image_index=np.repeat(np.arange(batch * num), per_image))
+      logits = model.apply(variables, pooled, train=False, method='head')
+      num *= per_image
+    else:
+      logits = model.apply({'params': params}, images, train=False)
     probabilities = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
     return probabilities.reshape(batch, num, -1).sum(axis=1)
 
@@ -167,8 +200,8 @@ def evaluate_views(model, params, config, *, source=None, view_step=None) -> dic
   """Scores the view protocols (ten_view, full_image, multi_scale, or center
   crops through the same path) on this process's shard, with this process's
   devices; all processes must call it (the totals are summed across them).
-  `view_step` (`make_view_step(model, local_mesh())`) may be passed to reuse
-  its compilations across calls."""
+  `view_step` (`make_view_step(model, local_mesh(), view_spec(config))`) may
+  be passed to reuse its compilations across calls."""
   source = source or input_pipeline.open_source(config)
   devices = jax.local_devices()
   mesh = local_mesh()
@@ -176,22 +209,24 @@ def evaluate_views(model, params, config, *, source=None, view_step=None) -> dic
   params = jax.device_put(
       jax.tree.map(lambda x: x.addressable_data(0), params),
       parallel.replicated_sharding(mesh))
-  step = view_step or make_view_step(model, mesh)
+  spec = eval_views.view_spec(config)
+  step = view_step or make_view_step(model, mesh, spec)
   local_batch = parallel.local_batch_size(config.eval_batch_size, 'eval_batch_size')
   dataset = eval_views.views_dataset(
       config, local_batch_size=local_batch, devices=len(devices),
       process_index=jax.process_index(), process_count=jax.process_count(),
       source=source)
-  spec = eval_views.view_spec(config)
   sums = _ViewSums(config.num_classes)
   pending = []  # one step in flight while the next batch is prepared
   for batch in dataset.as_numpy_iterator():
-    views = jax.device_put(batch.pop('views'), parallel.batch_sharding(mesh))
-    pending.append((step(params, views), batch))
+    views = batch.pop('views')
+    count = views_per_example(spec, views.shape)
+    views = jax.device_put(views, parallel.batch_sharding(mesh))
+    pending.append((step(params, views), batch, count))
     if len(pending) > 1:
-      sums.add(*pending.pop(0), spec.views_per_scale)
-  for summed, batch in pending:
-    sums.add(summed, batch, spec.views_per_scale)
+      sums.add(*pending.pop(0))
+  for summed, batch, count in pending:
+    sums.add(summed, batch, count)
   totals = sums.totals()
   if jax.process_count() > 1:
     parallel.sync_processes('view_totals')  # Shards take unequal times.

@@ -56,14 +56,19 @@ def test_eval_mode_by_path_and_errors(trained):
       'error: no checkpoint of step 7')
 
 
-def test_eval_mode_with_another_protocol(trained):
+@pytest.mark.parametrize('protocol, extra', [
+    ('full_image', ()),
+    ('feature_map_views', ('--config.eval.scales=(64, 90)',)),
+])
+def test_eval_mode_with_another_protocol(trained, protocol, extra):
   data, workdir, _ = trained
   line, _ = _eval(data, workdir, '--config.eval.checkpoint_step=10',
-                  '--config.eval.protocol=full_image')
-  assert line.startswith('checkpoint step 10 (full_image) validation: top-1')
+                  f'--config.eval.protocol={protocol}', *extra)
+  assert line.startswith(f'checkpoint step 10 ({protocol}) validation: top-1')
   assert line.endswith('on 30 examples')
-  with open(os.path.join(workdir, 'eval', 'metrics_step_10_full_image.json')) as f:
-    assert json.load(f)['protocol'] == 'full_image'
+  with open(os.path.join(workdir, 'eval', f'metrics_step_10_{protocol}.json')) as f:
+    written = json.load(f)
+  assert written['protocol'] == protocol and written['num_examples'] == 30
 
 
 @pytest.mark.parametrize('mode', ['eval', 'export', 'predict'])

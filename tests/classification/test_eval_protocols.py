@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sppnet_jax import normalize_images
+from sppnet_jax import normalize_images, spatial_pyramid_pool
 from sppnet_jax.classification import evaluate, input_pipeline, train
 from sppnet_jax.classification.config import validate_config
 from sppnet_jax.core import compile_count
 from sppnet_jax.core.data import image_ops
+from sppnet_jax.errors import ConfigError
 from tests.helpers import small_config
 
 RESIZE, CROP, STEP = 72, 64, 32  # small_config's eval_resize and eval_size
@@ -69,8 +70,10 @@ def _full_image(image, short_side=RESIZE, flip=False):
   return [view, view[:, ::-1]] if flip else [view]
 
 
-def _reference(model, params, config, make_views):
-  """(metrics, set of view shapes) from a loop over the validation files."""
+def _reference(model, params, config, make_views, score=None):
+  """(metrics, set of view shapes) from a loop over the validation files;
+  `score(params, views)` gives the views' softmax vectors (default: each view
+  run through the network alone)."""
   root = os.path.join(config.data_dir, 'val')
   apply = jax.jit(lambda p, x: jax.nn.softmax(
       model.apply({'params': p}, normalize_images(x, jnp.float32), train=False)))
@@ -85,8 +88,9 @@ def _reference(model, params, config, make_views):
         continue
       views = make_views(image)
       shapes.update(v.shape for v in views)
-      probabilities = np.mean([np.asarray(apply(params, v[None]))[0]
-                               for v in views], axis=0)
+      probabilities = np.mean(
+          score(params, views) if score else
+          [np.asarray(apply(params, v[None]))[0] for v in views], axis=0)
       order = list(np.argsort(-probabilities))
       correct1 += order.index(label) < 1
       correct5 += order.index(label) < 5
@@ -96,7 +100,7 @@ def _reference(model, params, config, make_views):
               num_examples=count), shapes
 
 
-def _check(setup, protocol, make_views, **eval_fields):
+def _check(setup, protocol, make_views, score=None, **eval_fields):
   model, params, config = setup
   config = config.copy_and_resolve_references()
   config.eval.protocol = protocol
@@ -104,7 +108,7 @@ def _check(setup, protocol, make_views, **eval_fields):
   skipped = input_pipeline.num_skipped_images('eval')
   with compile_count.compilations() as compiled:
     got = evaluate.evaluate_views(model, params, config)
-  expected, shapes = _reference(model, params, config, make_views)
+  expected, shapes = _reference(model, params, config, make_views, score)
   assert got['num_examples'] == expected['num_examples'] == 30
   assert input_pipeline.num_skipped_images('eval') == skipped + 1  # the corrupt one
   assert got['top1'] == pytest.approx(expected['top1'], abs=1e-9)
@@ -135,6 +139,60 @@ def test_multi_scale_full_images(setup):
   assert compiled == len(shapes)
 
 
+def _conv5_cells(lo, hi, cells):
+  """The conv5 cells whose receptive-field centres (pixel 20 + 16 j) are in
+  [lo, hi): the paper's projection, re-derived here."""
+  inside = [j for j in range(cells) if lo <= 20 + 16 * j < hi]
+  return slice(inside[0], inside[-1] + 1)
+
+
+def _windows(height, width):
+  """CROP windows at the center, the corners and the side middles, distinct."""
+  rows = (0, (height - CROP) // 2, height - CROP)
+  cols = (0, (width - CROP) // 2, width - CROP)
+  return sorted({(y, x) for y in rows for x in cols})
+
+
+def _feature_map_scores(model):
+  features = jax.jit(lambda p, x: model.apply(
+      {'params': p}, normalize_images(x, jnp.float32), method='features'))
+  head = jax.jit(lambda p, v: jax.nn.softmax(
+      model.apply({'params': p}, v, train=False, method='head')))
+
+  def score(params, views):
+    out = []
+    for view in views:  # each full image (and mirror) at each scale
+      conv5 = features(params, view[None])
+      for y, x in _windows(*view.shape[:2]):
+        rows = _conv5_cells(y, y + CROP, conv5.shape[1])
+        cols = _conv5_cells(x, x + CROP, conv5.shape[2])
+        vector = spatial_pyramid_pool(conv5[:, rows, cols], (6, 3, 2, 1))
+        out.append(np.asarray(head(params, vector))[0])
+    return out
+
+  return score
+
+
+def test_feature_map_views_compile_once_per_bucket(setup):
+  model = setup[0]
+  scales = (64, 90)
+  compiled, shapes = _check(
+      setup, 'feature_map_views',
+      lambda image: sum((_full_image(image, s, flip=True) for s in scales), []),
+      score=_feature_map_scores(model), scales=scales)
+  assert len(shapes) >= 4
+  assert compiled == len(shapes), shapes
+
+
+def test_feature_map_windows_at_the_paper_s_smallest_scale():
+  from sppnet_jax.classification.eval_views import feature_map_windows
+  # 224 x 300: one row position, three columns (left, middle, right).
+  assert feature_map_windows(224, 300, 224) == [
+      (0, 38, 224, 262), (0, 0, 224, 224), (0, 76, 224, 300)]
+  assert len(feature_map_windows(300, 400, 224)) == 9
+  assert feature_map_windows(224, 224, 224, full_image=True) == [(0, 0, 224, 224)]
+
+
 def test_center_views_match_the_training_evaluation(setup):
   """The view path's single center crop scores what the training-time
   evaluation (global batches, padded and masked) scores."""
@@ -160,19 +218,26 @@ def _mesh_and_sharding(params):
     (dict(protocol='five_view'), "config.eval.protocol='five_view' is not one of"),
     (dict(protocol='multi_scale', scales=(224, 40)), 'must be at least 64'),
     (dict(protocol='multi_scale', scale_views='full'), "scale_views='full' is not"),
+    (dict(protocol='feature_map_views', scales=(64, 40)),
+     r'config.eval.scales=\(64, 40\) must be at least eval_size=64'),
+    (dict(protocol='feature_map_views', projection='rcnn'),
+     "config.eval.projection='rcnn' is not one of"),
 ])
 def test_bad_protocol_settings_are_one_line_errors(setup, fields, message):
   config = setup[2].copy_and_resolve_references()
   config.eval.update(fields)
-  if 'scales' in fields:
+  if 'scales' in fields and fields['protocol'] == 'multi_scale':
     config.eval.scale_views = 'ten_view'
-  with pytest.raises(ValueError, match=message) as error:
+  with pytest.raises(ConfigError, match=message) as error:
     validate_config(config)
   assert '\n' not in str(error.value)
 
 
-def test_zfnet_refuses_full_images(setup):
+def test_zfnet_refuses_full_images_and_feature_map_views(setup):
   config = setup[2].copy_and_resolve_references()
   config.model, config.eval.protocol = 'zfnet', 'full_image'
-  with pytest.raises(ValueError, match='full-image views need SPP-net'):
+  with pytest.raises(ConfigError, match='full-image views need SPP-net'):
+    validate_config(config)
+  config.eval.protocol = 'feature_map_views'
+  with pytest.raises(ConfigError, match='feature_map_views need SPP-net'):
     validate_config(config)

@@ -36,7 +36,7 @@ def _finish(*processes, timeout=600):
     assert process.returncode == 0, output[-3000:]
 
 
-PROTOCOLS = '--protocols=ten_view,full_image,multi_scale'
+PROTOCOLS = '--protocols=ten_view,full_image,multi_scale,feature_map_views'
 
 
 def _load(out, tag):
@@ -94,7 +94,7 @@ def test_two_processes_match_one_and_their_checkpoint_restores(small_data, one_d
   # Every eval protocol counts each of the 30 images once over the two shards.
   protocols = _protocols(out)
   assert sorted(protocols) == sorted(reference_protocols) == [
-      'full_image', 'multi_scale', 'ten_view']
+      'feature_map_views', 'full_image', 'multi_scale', 'ten_view']
   for name, got in protocols.items():
     assert got['num_examples'] == reference_protocols[name]['num_examples'] == 30
     np.testing.assert_allclose(got['top1'], reference_protocols[name]['top1'],
