@@ -99,16 +99,8 @@ def feature_map_windows(height: int, width: int, crop: int,
   return list(dict.fromkeys(boxes))
 
 
-def full_image_shape(height, width, short_side, step):
-  """(height, width) of the full-image view: the short side at `short_side`,
-  the aspect kept, each side rounded to a multiple of `step` (at least `step`).
-  Works on Python ints and on tensors alike (float64, round half to even)."""
-  h = tf.cast(height, tf.float64)
-  w = tf.cast(width, tf.float64)
-  scale = tf.cast(short_side, tf.float64) / tf.minimum(h, w)
-  snap = lambda side: tf.maximum(
-      step, tf.cast(tf.round(side * scale / step), tf.int32) * step)
-  return snap(h), snap(w)
+# The shape buckets of full images (shared with detection's multi-scale conv5).
+full_image_shape = image_ops.full_image_shape
 
 
 def _ten_crops(image, crop):

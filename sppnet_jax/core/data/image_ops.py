@@ -75,3 +75,15 @@ def round_to_uint8(image):
   """`to_uint8` of pixels already in [0, 255], such as bilinear resizes of
   uint8 images: the clip (a third of the cost) would change nothing."""
   return tf.cast(tf.round(image), tf.uint8)
+
+
+def full_image_shape(height, width, short_side, step):
+  """(height, width) of the full-image view: the short side at `short_side`,
+  the aspect kept, each side rounded to a multiple of `step` (at least `step`).
+  Works on Python ints and on tensors alike (float64, round half to even)."""
+  h = tf.cast(height, tf.float64)
+  w = tf.cast(width, tf.float64)
+  scale = tf.cast(short_side, tf.float64) / tf.minimum(h, w)
+  snap = lambda side: tf.maximum(
+      step, tf.cast(tf.round(side * scale / step), tf.int32) * step)
+  return snap(h), snap(w)

@@ -1,0 +1,99 @@
+"""conv5 of a whole image at several scales, and each box pooled at its scale
+(the paper's section 4: the feature maps are computed once per image and scale,
+then every region proposal is pooled from them).
+
+Each scale resizes the image so that its short side is s, each side rounded to a
+multiple of `step` (the shape buckets of the full-image eval protocol), so the
+network compiles once per bucket, not once per image. Boxes are grouped by the
+scale they are pooled at and padded to a multiple of `box_bucket` with a mask,
+so region pooling compiles once per (map shape, padded count).
+"""
+
+import dataclasses
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from sppnet_jax.core import projection
+from sppnet_jax.core.data import image_ops
+from sppnet_jax.core.roi_spp import roi_spatial_pyramid_pool
+from sppnet_jax.core.zf5 import normalize_images
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaledMap:
+  """conv5 (h, w, C) of the image resized by (factor_y, factor_x)."""
+  conv5: jax.Array
+  factor_y: float
+  factor_x: float
+
+
+class MultiScaleConv5:
+  """conv5 maps of whole images at `scales` (short sides) with one model."""
+
+  def __init__(self, model, params, scales: Sequence[int] = (688,),
+               step: int = 32, antialias: bool = False):
+    self.model, self.params = model, params
+    self.scales, self.step, self.antialias = tuple(scales), step, antialias
+
+    def conv5_of_image(params, images):
+      return model.apply({'params': params}, normalize_images(images, model.dtype),
+                         method='features')[0]
+
+    self._features = jax.jit(conv5_of_image)
+
+  def resized(self, image: np.ndarray) -> list[np.ndarray]:
+    """uint8 (H, W, 3) -> the image at every scale, as the eval protocols'
+    full-image views resize it (bilinear, each side a multiple of `step`)."""
+    height, width = image.shape[:2]
+    out = []
+    for scale in self.scales:
+      shape = [int(v) for v in image_ops.full_image_shape(height, width, scale,
+                                                          self.step)]
+      out.append(image_ops.round_to_uint8(image_ops.resize_bilinear(
+          image, shape, self.antialias)).numpy())
+    return out
+
+  def __call__(self, image: np.ndarray) -> list[ScaledMap]:
+    height, width = image.shape[:2]
+    return [ScaledMap(self._features(self.params, resized[None]),
+                      resized.shape[0] / height, resized.shape[1] / width)
+            for resized in self.resized(image)]
+
+
+def _pool_padded(conv5, cells, valid, levels):
+  return roi_spatial_pyramid_pool(conv5, cells, levels, valid=valid)
+
+
+_pool = jax.jit(_pool_padded, static_argnums=3)
+
+
+def pool_boxes(maps: Sequence[ScaledMap], boxes: np.ndarray, image_height: int,
+               image_width: int, scales: Sequence[int],
+               levels: Sequence[int] = (6, 3, 2, 1), *, scale_rule: str = 'paper',
+               projection_rule: str = 'paper', box_bucket: int = 256,
+               input_size: int = 224) -> np.ndarray:
+  """(R, C * sum(n^2)) pooled vectors of (R, 4) pixel boxes of the original
+  image: each box at the scale `projection.choose_scales` picks (the scaled
+  area closest to input_size^2, the network's training input), projected onto
+  that scale's conv5 map, in the order of `boxes`."""
+  boxes = np.asarray(boxes, np.float32)
+  choice = projection.choose_scales(boxes, image_height, image_width, scales,
+                                    scale_rule, input_size)
+  channels = maps[0].conv5.shape[-1]
+  out = np.zeros((len(boxes), channels * sum(n * n for n in levels)), np.float32)
+  for k, scaled in enumerate(maps):
+    rows = np.flatnonzero(choice == k)
+    if not rows.size:
+      continue
+    scaled_boxes = projection.scale_boxes(boxes[rows], scaled.factor_y,
+                                          scaled.factor_x)
+    cells = projection.project_boxes(scaled_boxes, *scaled.conv5.shape[:2],
+                                     projection_rule)
+    padded = -(-len(rows) // box_bucket) * box_bucket
+    cells = np.pad(cells, ((0, padded - len(rows)), (0, 0)))
+    valid = np.arange(padded) < len(rows)
+    out[rows] = np.asarray(_pool(scaled.conv5, cells, valid, tuple(levels)))[
+        :len(rows)]
+  return out
