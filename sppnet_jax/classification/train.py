@@ -1,8 +1,10 @@
-"""Train state, the jitted train step, and the training loop.
+"""The training loop: the run's set-up, its steps and batches, and the loop.
 
-The train step is compiled ahead of time exactly once per training size (the set
-of sizes is known from the config), with the state donated and the batch sharded
-over the mesh's data axis; calling it never triggers another compilation.
+The train step (steps.py) is compiled ahead of time exactly once per training
+size (the set of sizes is known from the config), with the state donated and the
+batch sharded over the mesh's data axis; calling it never triggers another
+compilation. The loop logs, saves (latest and best), evaluates, and stops
+cleanly on SIGTERM or a preemption notice.
 """
 
 import dataclasses
