@@ -55,7 +55,7 @@ def test_equals_the_pyramid_of_the_cut_out_cells_and_a_brute_force_loop(
   for r, box in enumerate(boxes):
     np.testing.assert_array_equal(got[r], _brute_force(f, box, LEVELS),
                                   err_msg=str(box))
-  for r, (y0, x0, y1, x1) in enumerate(boxes[:60]):
+  for r, (y0, x0, y1, x1) in enumerate(boxes):
     np.testing.assert_array_equal(
         got[r], np.asarray(spatial_pyramid_pool(f[None, y0:y1, x0:x1], LEVELS))[0])
 
