@@ -48,8 +48,8 @@ def test_a_bad_value_fails_before_any_data_is_read(tmp_path):
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1] == (
       "error: config.eval.protocol='five_view' is not one of ('center', "
-      "'ten_view', 'full_image', 'multi_scale'): set --config.eval.protocol to "
-      'one of them.')
+      "'ten_view', 'full_image', 'multi_scale', 'feature_map_views'): set "
+      '--config.eval.protocol to one of them.')
 
 
 _RAISE = '''
