@@ -51,6 +51,8 @@ flags.DEFINE_integer('scale', 688, 'Part a: the image short side.')
 flags.DEFINE_integer('boxes', 2000, 'Part a: boxes per image.')
 flags.DEFINE_integer('rounds', 5, 'Part a: timed rounds.')
 flags.DEFINE_integer('images', 0, 'Part b: the first N validation images (0: all).')
+flags.DEFINE_bool('one_by_one', True, 'Part b: also the windows as crops one at '
+                  'a time (slow: use --images=100 or so).')
 FLAGS = flags.FLAGS
 
 
@@ -177,7 +179,7 @@ def first_images(source, count: int):
   return subset
 
 
-def crop_baseline(model, params, config, source) -> dict:
+def crop_baseline(model, params, config, source, one_by_one: bool = False) -> dict:
   """The feature_map_views windows as crops through the whole network: the
   softmax averaged over every view (see the module doc). Returns top-1, the
   examples, the views, and the analytic FLOPs of the crops ('flops') and of
@@ -234,7 +236,11 @@ def crop_baseline(model, params, config, source) -> dict:
       batches = crops_of(record['data'])
     except tf.errors.InvalidArgumentError:
       continue  # unreadable, skipped as the protocol skips it
-    summed = [crop_eval_step(params, batch) for batch in batches]
+    if one_by_one:  # each window alone, as R-CNN runs its windows
+      summed = [sum(crop_eval_step(params, crop[None]) for crop in batch)
+                for batch in batches]
+    else:
+      summed = [crop_eval_step(params, batch) for batch in batches]
     if pending is not None:
       correct += score(*pending)
     pending = (summed, record['label'])
@@ -268,6 +274,10 @@ def views_against_crops(num_images: int) -> None:
       'crops through the network': (
           lambda: crop_baseline(model, params, config, source), 'crop_eval_step'),
   }
+  if FLAGS.one_by_one:
+    protocols['crops one by one'] = (
+        lambda: crop_baseline(model, params, config, source, one_by_one=True),
+        'crop_eval_step')
   rows = {}
   for name, (score, step_name) in protocols.items():
     with compile_count.compilations() as compiled:
@@ -283,12 +293,14 @@ def views_against_crops(num_images: int) -> None:
   images = crops['num_examples']
   views = crops['views'] / images  # the same windows in both rows
   flops = {'feature_map_views': crops['map_flops'] / images,
-           'crops through the network': crops['flops'] / images}
+           'crops through the network': crops['flops'] / images,
+           'crops one by one': crops['flops'] / images}
   speed = {name: m['num_examples'] / s for name, (m, s, _) in rows.items()}
   print(f'\n(b) checkpoint {restored.path} (step {restored.step}), {images} '
         f'validation images, scales {tuple(config.eval.scales)}, crop '
-        f'{config.eval_size}, image + mirror; the crop row runs the views of one '
-        '(image, scale) as one batch; GFLOP analytic (2 per MAC)\n')
+        f'{config.eval_size}, image + mirror; "crops through the network" runs '
+        'the views of one (image, scale) as one batch, "crops one by one" each '
+        'view alone; GFLOP analytic (2 per MAC)\n')
   print('| protocol | views per image | GFLOP per image | images/s | GFLOP/s | '
         'speed vs crops | top-1 % | examples | compilations |')
   print('|---|---:|---:|---:|---:|---:|---:|---:|---:|')
