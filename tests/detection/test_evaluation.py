@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from sppnet_jax.detection.evaluation import voc_ap, voc_map
+from sppnet_jax.detection.evaluation import coco_ap, voc_ap, voc_map
 
 GT_A = {'a': (np.array([[1, 1, 10, 10], [21, 21, 30, 30]]), np.array([False, False]))}
 
@@ -153,3 +153,29 @@ def test_agrees_with_an_independent_implementation_on_random_detections(seed):
       expected = _reference_ap(dets, gt, threshold, use_07)
       assert voc_ap(dets, gt_arrays, threshold, use_07) == pytest.approx(
           expected, abs=1e-12)
+
+
+def test_coco_ap_through_pycocotools():
+  gt = {'cat': {'a': (np.array([[1, 1, 10, 10]]), np.array([False]))},
+        'dog': {'b': (np.array([[5, 5, 40, 40]]), np.array([False]))}}
+  exact = {'cat': [('a', 0.9, 1, 1, 10, 10)], 'dog': [('b', 0.8, 5, 5, 40, 40)]}
+  assert coco_ap(exact, gt) == pytest.approx({'ap': 1.0, 'ap50': 1.0, 'ap75': 1.0})
+  # A false positive ranked above each hit: precision 1/2 at recall 1, at every
+  # IoU threshold.
+  with_fp = {name: [(rows[0][0], 0.95, 100, 100, 120, 120)] + rows
+             for name, rows in exact.items()}
+  assert coco_ap(with_fp, gt) == pytest.approx({'ap': 0.5, 'ap50': 0.5, 'ap75': 0.5})
+  # A hit with VOC IoU 2/3 (the +1 convention carried over): a match at 0.5,
+  # none at 0.75; AP@[.5:.95] counts 4 of its 10 thresholds (0.50 to 0.65).
+  shifted = {'cat': [('a', 0.9, 1, 1, 10, 10)], 'dog': []}
+  one = {'cat': {'a': (np.array([[1, 1, 10, 15]]), np.array([False]))}}
+  # |(1,1,10,10)| = 100, |(1,1,10,15)| = 150, shared 100: IoU 100/150 = 2/3.
+  result = coco_ap(shifted, one)
+  assert result['ap50'] == pytest.approx(1.0) and result['ap75'] == 0.0
+  assert result['ap'] == pytest.approx(0.4)
+  # A detection on a difficult box is ignored, as VOC ignores it.
+  hard = {'cat': {'a': (np.array([[1, 1, 10, 10], [50, 50, 60, 60]]),
+                        np.array([False, True]))}}
+  dets = {'cat': [('a', 0.9, 50, 50, 60, 60), ('a', 0.8, 1, 1, 10, 10)]}
+  assert coco_ap(dets, hard)['ap'] == pytest.approx(1.0)
+  assert voc_ap(dets['cat'], hard['cat']) == 1.0
