@@ -57,3 +57,11 @@ def start_main(*args, devices: int | None = None) -> subprocess.Popen:
   return subprocess.Popen(main_command(*args), cwd=ROOT, env=_env(devices),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True)
+
+
+def conv5_cells(lo: float, hi: float, cells: int) -> slice:
+  """The conv5 cells of ZF-5 whose receptive-field centres (image coordinate
+  20.5 + 16 j, pixel 20 + 16 j) lie inside [lo, hi): the paper's projection,
+  re-derived here as the tests' reference."""
+  inside = [j for j in range(cells) if lo < 20.5 + 16 * j < hi]
+  return slice(inside[0], inside[-1] + 1)

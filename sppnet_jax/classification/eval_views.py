@@ -99,10 +99,6 @@ def feature_map_windows(height: int, width: int, crop: int,
   return list(dict.fromkeys(boxes))
 
 
-# The shape buckets of full images (shared with detection's multi-scale conv5).
-full_image_shape = image_ops.full_image_shape
-
-
 def _ten_crops(image, crop):
   """The 4 corner crops and the center crop of an HWC image, then their mirrors."""
   shape = tf.shape(image)
@@ -116,8 +112,8 @@ def _ten_crops(image, crop):
 def views_at_scale(image, short_side: int, spec: ViewSpec, antialias: bool):
   """uint8 [V, H, W, 3] views of a decoded uint8 HWC image at one short side."""
   if spec.kind == 'full_image':
-    shape = full_image_shape(tf.shape(image)[0], tf.shape(image)[1], short_side,
-                             spec.step)
+    shape = image_ops.full_image_shape(tf.shape(image)[0], tf.shape(image)[1],
+                                       short_side, spec.step)
     views = image_ops.resize_bilinear(image, tf.stack(shape), antialias)[None]
   else:
     resized = image_ops.resize_short_side(image, short_side, antialias)

@@ -5,10 +5,10 @@ is scored, never dropped; the metrics average over masked-in examples only.
 
 `evaluate` scores the center crop (the protocol of evaluation during training)
 with global batches on the whole mesh; `CenterEvaluation` does it again and
-again in a training run with one dataset and one compiled step. `evaluate_views` scores the other test
-protocols (`config.eval.protocol`, see eval_views.py): each process scores its
-own shard on its own devices, sums each example's softmax over its views, and
-the processes' totals are added at the end.
+again in a training run with one dataset and one compiled step.
+`evaluate_views` scores the other test protocols (`config.eval.protocol`, see
+eval_views.py): each process scores its own shard on its own devices, sums each
+example's softmax over its views, and the processes' totals are added at the end.
 
 Every protocol reports `skipped_images`: the images of the split that could not
 be read (the split's size minus the examples scored, over all processes), when

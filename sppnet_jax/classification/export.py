@@ -80,8 +80,8 @@ def load_exported(out_dir: str) -> tuple[dict, dict[int, 'jax.export.Exported']]
   """The manifest and the deserialised artefacts by input size."""
   path = os.path.join(out_dir, MANIFEST)
   if not os.path.isfile(path):
-    raise CheckpointNotFoundError(f'no {MANIFEST} in {out_dir}: run --mode=export with '
-                            'this --workdir first.')
+    raise CheckpointNotFoundError(f'no {MANIFEST} in {out_dir}: run --mode=export '
+                                  'with this --workdir first.')
   with open(path) as f:
     manifest = json.load(f)
   artefacts = {}

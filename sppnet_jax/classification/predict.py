@@ -33,12 +33,9 @@ def expand_paths(paths: Iterable[str]) -> list[str]:
   return out
 
 
-def full_image_shape(height: int, width: int, short_side: int,
-                     step: int) -> tuple[int, int]:
-  """The short side at `short_side`, the aspect kept, each side rounded to a
-  multiple of `step` (the shape bucket, as the full_image eval protocol makes)."""
-  return tuple(int(side) for side in eval_views.full_image_shape(
-      height, width, short_side, step))
+# The short side at `short_side`, the aspect kept, each side rounded to a
+# multiple of `step` (the shape bucket, as the full_image eval protocol makes).
+full_image_shape = image_ops.full_image_size
 
 
 def _prepare(config, kind: str):

@@ -49,8 +49,7 @@ class MultiScaleConv5:
     height, width = image.shape[:2]
     out = []
     for scale in self.scales:
-      shape = [int(v) for v in image_ops.full_image_shape(height, width, scale,
-                                                          self.step)]
+      shape = image_ops.full_image_size(height, width, scale, self.step)
       out.append(image_ops.round_to_uint8(image_ops.resize_bilinear(
           image, shape, self.antialias)).numpy())
     return out

@@ -17,7 +17,7 @@ from sppnet_jax.classification.config import validate_config
 from sppnet_jax.core import compile_count
 from sppnet_jax.core.data import image_ops
 from sppnet_jax.errors import ConfigError
-from tests.helpers import small_config
+from tests.helpers import conv5_cells, small_config
 
 RESIZE, CROP, STEP = 72, 64, 32  # small_config's eval_resize and eval_size
 
@@ -139,13 +139,6 @@ def test_multi_scale_full_images(setup):
   assert compiled == len(shapes)
 
 
-def _conv5_cells(lo, hi, cells):
-  """The conv5 cells whose receptive-field centres (pixel 20 + 16 j) are in
-  [lo, hi): the paper's projection, re-derived here."""
-  inside = [j for j in range(cells) if lo <= 20 + 16 * j < hi]
-  return slice(inside[0], inside[-1] + 1)
-
-
 def _windows(height, width):
   """CROP windows at the center, the corners and the side middles, distinct."""
   rows = (0, (height - CROP) // 2, height - CROP)
@@ -164,8 +157,8 @@ def _feature_map_scores(model):
     for view in views:  # each full image (and mirror) at each scale
       conv5 = features(params, view[None])
       for y, x in _windows(*view.shape[:2]):
-        rows = _conv5_cells(y, y + CROP, conv5.shape[1])
-        cols = _conv5_cells(x, x + CROP, conv5.shape[2])
+        rows = conv5_cells(y, y + CROP, conv5.shape[1])
+        cols = conv5_cells(x, x + CROP, conv5.shape[2])
         vector = spatial_pyramid_pool(conv5[:, rows, cols], (6, 3, 2, 1))
         out.append(np.asarray(head(params, vector))[0])
     return out

@@ -10,6 +10,7 @@ import tensorflow as tf
 from sppnet_jax import SPPNet, normalize_images, spatial_pyramid_pool
 from sppnet_jax.core import compile_count
 from sppnet_jax.detection.features import MultiScaleConv5, pool_boxes
+from tests.helpers import conv5_cells
 
 SCALES = (64, 96, 160)
 STEP = 32
@@ -18,12 +19,6 @@ STEP = 32
 def _bucket(h, w, short_side):
   scale = short_side / min(h, w)
   return tuple(max(STEP, round(side * scale / STEP) * STEP) for side in (h, w))
-
-
-def _cells(lo, hi, cells):
-  """Cells whose receptive-field centres (20.5 + 16 j) lie in [lo, hi)."""
-  inside = [j for j in range(cells) if lo < 20.5 + 16 * j < hi]
-  return slice(inside[0], inside[-1] + 1)
 
 
 def test_each_box_is_pooled_at_its_scale_from_that_scale_s_conv5():
@@ -60,8 +55,8 @@ def test_each_box_is_pooled_at_its_scale_from_that_scale_s_conv5():
                         normalize_images(resized[None].astype(np.uint8)),
                         method='features')
     fy, fx = shape[0] / 100, shape[1] / 150
-    rows = _cells(y0 * fy, y1 * fy, conv5.shape[1])
-    cols = _cells(x0 * fx, x1 * fx, conv5.shape[2])
+    rows = conv5_cells(y0 * fy, y1 * fy, conv5.shape[1])
+    cols = conv5_cells(x0 * fx, x1 * fx, conv5.shape[2])
     expected = spatial_pyramid_pool(conv5[:, rows, cols])[0]
     np.testing.assert_array_equal(got[r], np.asarray(expected), err_msg=str(r))
   assert len(chosen) >= 2, chosen

@@ -87,3 +87,10 @@ def full_image_shape(height, width, short_side, step):
   snap = lambda side: tf.maximum(
       step, tf.cast(tf.round(side * scale / step), tf.int32) * step)
   return snap(h), snap(w)
+
+
+def full_image_size(height: int, width: int, short_side: int,
+                    step: int) -> tuple[int, int]:
+  """`full_image_shape` of Python ints, as Python ints (for host code)."""
+  return tuple(int(side) for side in full_image_shape(height, width, short_side,
+                                                      step))
