@@ -60,11 +60,13 @@ def stateless_key(seed: int, epoch: int, process_index: int) -> np.ndarray:
   return state.astype(np.int64)
 
 
-def _with_sentinel(ds: tf.data.Dataset) -> tf.data.Dataset:
-  """Appends one sentinel record (empty data) and numbers the records: the
-  sentinel lets the corrupt-image accounting see a gap at the end."""
-  sentinel = tf.data.Dataset.from_tensors({
-      'data': tf.constant(b''), 'label': tf.constant(0, tf.int32)})
+def with_sentinel(ds: tf.data.Dataset) -> tf.data.Dataset:
+  """Appends one sentinel record (zeros of every field, empty where a dimension
+  is unknown) and numbers the records: the sentinel lets the corrupt-image
+  accounting see a gap at the end."""
+  sentinel = tf.data.Dataset.from_tensors(tf.nest.map_structure(
+      lambda spec: tf.zeros([d if d is not None else 0 for d in spec.shape],
+                            spec.dtype), ds.element_spec))
   ds = ds.map(no_autograph(lambda e: {**e, 'sentinel': tf.constant(False)}))
   ds = ds.concatenate(
       sentinel.map(no_autograph(lambda e: {**e, 'sentinel': tf.constant(True)})))
@@ -250,9 +252,12 @@ def _prepare_hint(name, data_dir, manual_dir) -> str:
           'folder.')
 
 
-def tfds_builder(name: str, data_dir: str = '', manual_dir: str = ''):
+def tfds_builder(name: str, data_dir: str = '', manual_dir: str = '',
+                 prepare_hint: str = ''):
   """The prepared builder of a TFDS data set, or a one-line DataError that says
-  how to prepare it. Never downloads or prepares anything."""
+  how to prepare it (`prepare_hint`, formatted with data_dir and manual_dir,
+  for data sets built from archives the user has). Never downloads or prepares
+  anything."""
   tfds = _tfds()
   try:
     builder = tfds.builder(name, data_dir=data_dir or None)
@@ -268,9 +273,10 @@ def tfds_builder(name: str, data_dir: str = '', manual_dir: str = ''):
     actual_dir = data_dir or os.environ.get('TFDS_DATA_DIR') or (
         '~/tensorflow_datasets')
     manual = manual_dir or os.path.join(actual_dir, 'downloads', 'manual')
+    hint = (prepare_hint.format(data_dir=actual_dir, manual_dir=manual)
+            if prepare_hint else _prepare_hint(name, actual_dir, manual))
     raise DataError(
-        f'TFDS data set {name!r} is not prepared in {actual_dir}: '
-        + _prepare_hint(name, actual_dir, manual))
+        f'TFDS data set {name!r} is not prepared in {actual_dir}: ' + hint)
   return builder
 
 
@@ -282,6 +288,17 @@ def tfds_num_examples(builder, split: str) -> int:
         f'TFDS data set {builder.name!r} has no split {split!r} '
         f'({", ".join(builder.info.splits.keys())} exist): set '
         '--config.train_split / --config.eval_split.') from e
+
+
+def tfds_shard(builder, split: str, process_index: int, process_count: int):
+  """(sub-split, number of examples) of process `process_index`: an even,
+  contiguous part of `split` (which may be 'a+b' or a slice)."""
+  n = tfds_num_examples(builder, split)
+  lo, hi = even_slice(n, process_index, process_count)
+  if '[' in split or '+' in split:
+    sub = _tfds().even_splits(split, n=process_count)[process_index]
+    return sub, hi - lo
+  return f'{split}[{lo}:{hi}]', hi - lo
 
 
 class TfdsSource:
@@ -302,13 +319,7 @@ class TfdsSource:
     self.num_eval_examples = tfds_num_examples(self.builder, eval_split)
 
   def _shard(self, split: str, process_index: int, process_count: int):
-    """(sub-split, number of examples) of this process."""
-    n = tfds_num_examples(self.builder, split)
-    lo, hi = even_slice(n, process_index, process_count)
-    if '[' in split or '+' in split:
-      sub = _tfds().even_splits(split, n=process_count)[process_index]
-      return sub, hi - lo
-    return f'{split}[{lo}:{hi}]', hi - lo
+    return tfds_shard(self.builder, split, process_index, process_count)
 
   def _records(self, split, *, shuffle_seed: int | None):
     tfds = _tfds()
@@ -343,5 +354,5 @@ class TfdsSource:
   def eval_records(self, *, process_index, process_count):
     """This process's part of the eval split, then a sentinel."""
     split, _ = self._shard(self.eval_split, process_index, process_count)
-    ds = _with_sentinel(self._records(split, shuffle_seed=None))
+    ds = with_sentinel(self._records(split, shuffle_seed=None))
     return ds, self._describe(split)
