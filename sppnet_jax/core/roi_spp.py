@@ -15,7 +15,16 @@ four (overlapping) entries of sides 2^floor(log2 h) x 2^floor(log2 w) at its
 corners, and the max of overlapping ranges is the max of their union. The table
 is built once per map, O(log H log W H W C) memory whatever the number of
 boxes; each bin then costs four gathers of C values, so R boxes cost
-O(R sum(n^2) C) and no (R, n^2, H, W, C) mask is ever made. The gradient reaches
+O(R sum(n^2) C) and no (R, n^2, H, W, C) mask is ever made.
+
+Nested pyramids. When every level divides the finest one, as in the paper's
+{6, 3, 2, 1}, bin j of level m is exactly the union of bins j k .. j k + k - 1
+of level n = m k (both ends of the rule floor(i h / n), ceil((i + 1) h / n)
+scale with n), so only the finest level is gathered and the coarser ones are
+maxima over its grid; and since a bin of the finest level spans at most
+ceil(H / n) + 1 rows, the table stops at that height (and width). For 2,000
+boxes on a 42 x 56 x 256 map this is 3x faster than gathering every level from
+the full table (benchmarks/region_pooling.py). The gradient reaches
 the map through the gathers and the table's maxima (JAX splits it between equal
 maxima, so an element that is the max of overlapping parts gets it once).
 """
@@ -55,13 +64,17 @@ def _doubling(x: jnp.ndarray, axis: int, levels: int) -> jnp.ndarray:
   return jnp.stack(out, axis=axis)
 
 
-def sparse_table(feature_maps: jnp.ndarray) -> jnp.ndarray:
+def sparse_table(feature_maps: jnp.ndarray, max_rows: int | None = None,
+                 max_cols: int | None = None) -> jnp.ndarray:
   """(B, H, W, C) -> (B, A, Bw, H, W, C): [i, a, b, y, x] is the max of map i
-  over rows [y, y + 2^a) and columns [x, x + 2^b), a <= log2 H, b <= log2 W."""
+  over rows [y, y + 2^a) and columns [x, x + 2^b), for windows up to
+  `max_rows` x `max_cols` cells (default H x W): 2^a <= max_rows."""
   _, height, width, _ = feature_maps.shape
-  rows = _doubling(feature_maps, 1, int(_floor_log2(height)[height]) + 1)
-  both = _doubling(rows, 3, int(_floor_log2(width)[width]) + 1)  # (B,A,H,Bw,W,C)
-  return jnp.moveaxis(both, 3, 2)
+  max_rows = min(height, max_rows or height)
+  max_cols = min(width, max_cols or width)
+  rows = _doubling(feature_maps, 1, int(_floor_log2(max_rows)[max_rows]) + 1)
+  both = _doubling(rows, 3, int(_floor_log2(max_cols)[max_cols]) + 1)
+  return jnp.moveaxis(both, 3, 2)  # (B, A, H, Bw, W, C) -> (B, A, Bw, H, W, C)
 
 
 def _bins(start, stop, num_bins: int):
@@ -117,12 +130,18 @@ def roi_spatial_pyramid_pool(feature_map: jnp.ndarray, boxes: jnp.ndarray,
   x0 = jnp.clip(boxes[:, 1], 0, width - 1)
   y1 = jnp.clip(boxes[:, 2], y0 + 1, height)
   x1 = jnp.clip(boxes[:, 3], x0 + 1, width)
-  table = sparse_table(feature_map)
-  log2_h = jnp.asarray(_floor_log2(height))
-  log2_w = jnp.asarray(_floor_log2(width))
+  finest = max(levels)
+  nested = all(finest % n == 0 for n in levels)
+  gathered = (finest,) if nested else tuple(sorted(set(levels)))
+  # The longest bin of the coarsest gathered level: ceil(H / n) + 1 cells.
+  max_rows = min(height, -(-height // min(gathered)) + 1)
+  max_cols = min(width, -(-width // min(gathered)) + 1)
+  table = sparse_table(feature_map, max_rows, max_cols)
+  log2_h = jnp.asarray(_floor_log2(height).clip(max=table.shape[1] - 1))
+  log2_w = jnp.asarray(_floor_log2(width).clip(max=table.shape[2] - 1))
   image = image_index.astype(jnp.int32)[:, None, None]
-  pooled = []
-  for n in levels:
+  grids = {}
+  for n in gathered:
     top, rows = _bins(y0, y1, n)  # (R, n) each
     left, cols = _bins(x0, x1, n)
     a, b = log2_h[rows], log2_w[cols]
@@ -131,8 +150,16 @@ def roi_spatial_pyramid_pool(feature_map: jnp.ndarray, boxes: jnp.ndarray,
     a, b = a[:, :, None], b[:, None, :]
     parts = [table[image, a, b, y[:, :, None], x[:, None, :]]
              for y in (top, bottom) for x in (left, right)]  # (R, n, n, C) each
-    grid = jnp.maximum(jnp.maximum(parts[0], parts[1]),
-                       jnp.maximum(parts[2], parts[3]))
+    grids[n] = jnp.maximum(jnp.maximum(parts[0], parts[1]),
+                           jnp.maximum(parts[2], parts[3]))
+  pooled = []
+  for n in levels:
+    if n in grids:
+      grid = grids[n]
+    else:  # a nested level: maxima over k x k blocks of the finest grid
+      k = finest // n
+      grid = grids[finest].reshape(num_boxes, n, k, n, k, channels).max(
+          axis=(2, 4))
     pooled.append(grid.reshape(num_boxes, n * n * channels))
   out = jnp.concatenate(pooled, axis=1)
   assert out.shape[1] == spp_output_dim(channels, levels)
