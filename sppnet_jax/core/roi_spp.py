@@ -45,11 +45,12 @@ def _floor_log2(size: int) -> np.ndarray:
   return table
 
 
-def _doubling(x: jnp.ndarray, axis: int, levels: int) -> jnp.ndarray:
-  """Stacks, on a new axis just before `axis`, the running maxima of x over
-  windows of 2^k along `axis` (k = 0..levels-1), each starting at its index.
-  Entries whose window would pass the end hold some in-range max: no query of
-  `roi_spatial_pyramid_pool` reads them."""
+def _doubling(x: jnp.ndarray, axis: int, levels: int,
+              stack_axis: int) -> jnp.ndarray:
+  """Stacks, on a new axis at `stack_axis` (< axis), the running maxima of x
+  over windows of 2^k along `axis` (k = 0..levels-1), each starting at its
+  index. Entries whose window would pass the end hold some in-range max: no
+  query of `roi_spatial_pyramid_pool` reads them."""
   out = [x]
   length = x.shape[axis]
   for level in range(1, levels):
@@ -61,7 +62,7 @@ def _doubling(x: jnp.ndarray, axis: int, levels: int) -> jnp.ndarray:
     tail[axis] = slice(length - shift, None)
     moved = jnp.concatenate([prev[tuple(index)], prev[tuple(tail)]], axis=axis)
     out.append(jnp.maximum(prev, moved))
-  return jnp.stack(out, axis=axis)
+  return jnp.stack(out, axis=stack_axis)
 
 
 def sparse_table(feature_maps: jnp.ndarray, max_rows: int | None = None,
@@ -72,9 +73,10 @@ def sparse_table(feature_maps: jnp.ndarray, max_rows: int | None = None,
   _, height, width, _ = feature_maps.shape
   max_rows = min(height, max_rows or height)
   max_cols = min(width, max_cols or width)
-  rows = _doubling(feature_maps, 1, int(_floor_log2(max_rows)[max_rows]) + 1)
-  both = _doubling(rows, 3, int(_floor_log2(max_cols)[max_cols]) + 1)
-  return jnp.moveaxis(both, 3, 2)  # (B, A, H, Bw, W, C) -> (B, A, Bw, H, W, C)
+  rows = _doubling(feature_maps, 1, int(_floor_log2(max_rows)[max_rows]) + 1,
+                   stack_axis=1)  # (B, A, H, W, C)
+  return _doubling(rows, 3, int(_floor_log2(max_cols)[max_cols]) + 1,
+                   stack_axis=2)  # (B, A, Bw, H, W, C)
 
 
 def _bins(start, stop, num_bins: int):
