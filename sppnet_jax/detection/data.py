@@ -6,8 +6,8 @@ corrupt-image accounting):
 
 * `TfdsVocSource`: TFDS `voc/2007` (or `voc/2012`), prepared with the genuine
   builder. Splits 'train', 'validation', 'test'; the paper trains on trainval =
-  'train+validation'. Offline preparation from the two archives: see
-  `VOC_PREPARE_HINT`.
+  'train+validation'. Offline preparation from the two archives:
+  `python -m sppnet_jax.detection.prepare_voc` (`prepare_voc.py`).
 * `CocoFolderSource`: a COCO-format folder, the interchange format of users'
   own data: `root/<split>/annotations.json` with the images at their
   `file_name` relative to `root/<split>/`.
@@ -67,9 +67,9 @@ from sppnet_jax.errors import DataError
 ANNOTATIONS_FILE = 'annotations.json'
 VOC_PREPARE_HINT = (
     'put VOCtrainval_06-Nov-2007.tar and VOCtest_06-Nov-2007.tar in '
-    '{manual_dir} and run: tfds build voc/2007 --data_dir={data_dir} '
-    '--manual_dir={manual_dir} (or point --config.data_dir at a prepared TFDS '
-    'folder).')
+    '{manual_dir} and run: python -m sppnet_jax.detection.prepare_voc '
+    '--data_dir={data_dir} --manual_dir={manual_dir} (or point '
+    '--config.data_dir at a prepared TFDS folder).')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,10 +316,15 @@ def decoded_examples(source, split: str, *, process_index: int = 0,
                     lambda: image_ops.decode_record(e['data'], is_path))
     return {**{k: v for k, v in e.items() if k != 'data'}, 'image': image}
 
-  ds = corrupt.decode_and_skip_corrupt(ds, decode, kind=split, start=0,
-                                       describe=describe, fill_gaps=False)
+  # Batches of one image (`unbatch` of these variable-shape batches crashes
+  # TF 2.21); the sentinel's batch is empty.
+  ds = corrupt.decoded_batches(ds, decode, 1, kind=split, start=0,
+                               describe=describe, fill_gaps=False)
   stats = collections.Counter() if stats is None else stats
-  for e in ds.prefetch(AUTOTUNE).as_numpy_iterator():
+  for batch in ds.prefetch(AUTOTUNE).as_numpy_iterator():
+    if not len(batch['image']):
+      continue
+    e = {k: v[0] for k, v in batch.items()}
     height, width = e['image'].shape[:2]
     image_id, raw, labels, difficult = source.annotations(split, e, height,
                                                             width)

@@ -176,3 +176,32 @@ def test_missing_folders_and_splits(tmp_path):
   source = data.CocoFolderSource(str(tmp_path), ['train'])
   with pytest.raises(DataError, match="Split 'test' was not opened"):
     source.num_examples('test')
+
+
+def test_embedded_set_reads_through_the_coco_source(tmp_path):
+  from sppnet_jax.detection import embedded_data  # pylint: disable=g-import-not-at-top
+  root = embedded_data.ensure_embedded_detection_dataset(
+      str(tmp_path / 'embedded'), num_train=10, num_test=5, num_workers=0)
+  source = data.CocoFolderSource(root, ['train', 'test'])
+  for split, count in (('train', 10), ('test', 5)):
+    with open(os.path.join(root, split, data.ANNOTATIONS_FILE)) as f:
+      coco = json.load(f)
+    ids = sorted(c['id'] for c in coco['categories'])
+    assert ids != list(range(len(ids)))  # not contiguous: the mapping matters
+    names = {c['id']: c['name'] for c in coco['categories']}
+    assert source.class_names == tuple(names[i] for i in ids)
+    examples = list(data.decoded_examples(source, split))
+    assert [e.image_id for e in examples] == [
+        str(i) for i in sorted(im['id'] for im in coco['images'])]
+    assert len(examples) == count
+    sizes = {str(im['id']): (im['height'], im['width']) for im in coco['images']}
+    for e in examples:
+      assert e.image.shape == sizes[e.image_id] + (3,)
+      rows = [a for a in coco['annotations'] if str(a['image_id']) == e.image_id]
+      expected = [[a['bbox'][1], a['bbox'][0], a['bbox'][1] + a['bbox'][3],
+                   a['bbox'][0] + a['bbox'][2]] for a in rows]
+      np.testing.assert_array_equal(e.boxes, np.reshape(expected, (-1, 4)))
+      np.testing.assert_array_equal(
+          e.labels, [ids.index(a['category_id']) for a in rows])
+      np.testing.assert_array_equal(e.difficult,
+                                    [bool(a['difficult']) for a in rows])
