@@ -14,6 +14,8 @@ rules or pycocotools:
   y0 = ymin - 1, y1 = ymax.
 * COCO json: [x, y, width, height] in continuous coordinates: y0 = y,
   y1 = y + height.
+* (x0, y0, x1, y1), continuous (torchvision's, and `nms.py`'s): the columns
+  swapped.
 
 Every function works on NumPy arrays of shape (..., 4).
 """
@@ -45,6 +47,15 @@ def to_coco(boxes) -> np.ndarray:
   b = np.asarray(boxes, np.float32)
   return np.stack([b[..., 1], b[..., 0], b[..., 3] - b[..., 1],
                    b[..., 2] - b[..., 0]], -1)
+
+
+def from_xyxy(xyxy) -> np.ndarray:
+  """Continuous (x0, y0, x1, y1) -> (y0, x0, y1, x1) (exact in any dtype)."""
+  b = np.asarray(xyxy)
+  return b[..., [1, 0, 3, 2]]
+
+
+to_xyxy = from_xyxy  # the same column swap, back
 
 
 def clip_to_image(boxes, height: int, width: int) -> np.ndarray:

@@ -30,3 +30,8 @@ def test_clip_and_areas():
   np.testing.assert_array_equal(
       clipped, [[0, 0, 5, 20], [10, 10, 12, 9], [30, 0, 30, 4]])
   np.testing.assert_array_equal(boxes.areas(clipped), [100, 0, 0])
+
+
+def test_xyxy_is_the_column_swap():
+  np.testing.assert_array_equal(boxes.from_xyxy([[1, 2, 3, 4]]), [[2, 1, 4, 3]])
+  np.testing.assert_array_equal(boxes.to_xyxy([[2, 1, 4, 3]]), [[1, 2, 3, 4]])

@@ -1,0 +1,172 @@
+"""Selective-search proposals: images/s per core, and boxes per image.
+
+Draws --images photo-like 500x375 scenes (no download): smooth light-and-shade
+and colour fields at several scales, 40..120 small clutter shapes, then 4..12
+objects (ellipses, rotated rectangles, polygons), each with its own colour,
+shading, fine texture and sometimes stripes, and sensor grain over all. Then
+fills a fresh `ProposalStore` with `compute_proposals` for the R-CNN fast
+settings (`RCNN_FAST`) and OpenCV's fast preset (`OPENCV_FAST`), with 1 worker
+process and with one per core, and prints one table. For scale, the first row
+is OpenCV's own `switchToSelectiveSearchFast()` as one `process()` call in this
+process (unranked, unfiltered), against which `OPENCV_FAST` shows what
+`selective_search` adds: one search per colour space and k, the ranking, the
+side filter (module docstring of `detection.proposals`).
+
+Wall times include starting the worker processes ('spawn' + imports), measured
+on their own and printed above the table; "per core" divides by the workers
+used. "CPU s/image" is the CPU time of this process and its workers (start-up
+included) per image: rows run one after another, and unlike the wall clock it
+barely moves when other load on the machine comes and goes. These scenes
+segment into fewer regions than most photos, so real VOC images are slower
+(DETECTION.md: 1.4-6 s per image per core).
+
+  python benchmarks/proposals.py [--images 24] [--workers 1,0]  # 0: all cores
+"""
+
+import argparse
+import os
+import resource
+import tempfile
+import time
+
+import cv2
+import numpy as np
+
+from sppnet_jax.detection.proposals import (OPENCV_FAST, RCNN_FAST,
+                                            ProposalStore, compute_proposals)
+
+
+def smooth_field(rng, cells: int, h: int, w: int,
+                 channels: int = 3) -> np.ndarray:
+  """(h, w, channels) float32 noise of about `cells` blobs along the short
+  side; one channel is broadcast to grey."""
+  ch, cw = cells, max(1, cells * w // h)
+  field = rng.normal(0, 1, (ch + 1, cw + 1, channels)).astype(np.float32)
+  field = cv2.resize(field, (w, h), interpolation=cv2.INTER_CUBIC)
+  return field.reshape(h, w, channels)
+
+
+def scene(rng, h: int = 375, w: int = 500) -> np.ndarray:
+  """A photo-like uint8 RGB image with a few objects: mostly light and shade
+  (grey fields), some colour, clutter at several scales."""
+  image = (rng.uniform(60, 190, 3).astype(np.float32)
+           + 50 * smooth_field(rng, 2, h, w, 1)
+           + 15 * smooth_field(rng, 4, h, w)
+           + 12 * smooth_field(rng, 30, h, w, 1))
+  num_objects = int(rng.integers(4, 13))
+  num_clutter = int(rng.integers(40, 120))
+  for index in range(num_clutter + num_objects):  # small clutter first
+    largest = 12 if index < num_clutter else 3
+    mask = np.zeros((h, w), np.uint8)
+    cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+    ry, rx = rng.uniform(4, h / largest), rng.uniform(4, w / largest)
+    kind = rng.integers(0, 3)
+    if kind == 0:
+      cv2.ellipse(mask, (int(cx), int(cy)), (int(rx), int(ry)),
+                  float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    elif kind == 1:
+      corners = cv2.boxPoints(((cx, cy), (2 * rx, 2 * ry),
+                               float(rng.uniform(0, 90))))
+      cv2.fillPoly(mask, [corners.astype(np.int32)], 1)
+    else:
+      angles = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(5, 9))))
+      radii = rng.uniform(0.5, 1.0, angles.size)
+      points = np.stack([cx + rx * radii * np.cos(angles),
+                         cy + ry * radii * np.sin(angles)], 1)
+      cv2.fillPoly(mask, [points.astype(np.int32)], 1)
+    colour = rng.uniform(0, 255, 3).astype(np.float32)
+    texture = colour * (1 + 0.25 * smooth_field(rng, 3, h, w, 1)) + (
+        10 * smooth_field(rng, 20, h, w, 1))
+    if rng.random() < 0.3:
+      period = rng.uniform(4, 16)
+      stripes = np.sin(np.arange(w) * 2 * np.pi / period)[None, :, None]
+      texture += 30 * stripes.astype(np.float32)
+    inside = mask.astype(bool)
+    image[inside] = texture[inside]
+  image += rng.normal(0, 6, image.shape).astype(np.float32)
+  return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def cpu_seconds() -> float:
+  """CPU time of this process and its finished children (the workers, once
+  their pool has shut down): per image, a figure that other load on the
+  machine barely moves, unlike the wall clock."""
+  total = 0.0
+  for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+    usage = resource.getrusage(who)
+    total += usage.ru_utime + usage.ru_stime
+  return total
+
+
+def opencv_process_row(images):
+  """Seconds and mean boxes of OpenCV's fast mode, one process() per image."""
+  segmentation = cv2.ximgproc.segmentation
+  counts = []
+  start = time.perf_counter()
+  for image in images:
+    search = segmentation.createSelectiveSearchSegmentation()
+    search.setBaseImage(np.ascontiguousarray(image[..., ::-1]))
+    search.switchToSelectiveSearchFast()
+    counts.append(len(search.process()))
+  return time.perf_counter() - start, float(np.mean(counts))
+
+
+def main():
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--images', type=int, default=24,
+                      help='500x375 scenes per row')
+  parser.add_argument('--workers', default='1,0',
+                      help='comma-separated worker counts (0: one per core)')
+  parser.add_argument('--seed', type=int, default=0)
+  args = parser.parse_args()
+  cores = os.cpu_count() or 1
+  workers = [int(n) or cores for n in args.workers.split(',')]
+  rng = np.random.default_rng(args.seed)
+  images = [scene(rng) for _ in range(args.images)]
+  examples = [(f'{i:06d}', image) for i, image in enumerate(images)]
+
+  with tempfile.TemporaryDirectory(prefix='sppnet_proposals_') as root:
+    tiny = [('tiny', np.zeros((24, 24, 3), np.uint8))]
+    startup = compute_proposals(tiny, ProposalStore(os.path.join(root, 's')),
+                                RCNN_FAST, num_workers=1).seconds
+    cv2.setNumThreads(1)  # the in-process row on one core, as a worker
+    cpu = cpu_seconds()
+    seconds, boxes = opencv_process_row(images)
+    rows = [('OpenCV switchToSelectiveSearchFast, one process()', 1, seconds,
+             cpu_seconds() - cpu, boxes, '-')]
+    for name, settings in (('RCNN_FAST (k 50, 100)', RCNN_FAST),
+                           ('OPENCV_FAST (k 150, 300, 450)', OPENCV_FAST)):
+      for count in workers:
+        store = ProposalStore(os.path.join(root, f'{name[:4]}{count}'))
+        cpu = cpu_seconds()
+        stats = compute_proposals(examples, store, settings,
+                                  num_workers=count, log_every=10**9)
+        cpu = cpu_seconds() - cpu
+        capped = sum(len(store.load(i)) == settings.max_boxes
+                     for i, _ in examples)
+        rows.append((name, count, stats.seconds, cpu,
+                     stats.boxes / args.images, f'{capped}/{args.images}'))
+
+  header = ['settings', 'workers', 'images/s', 'images/s per core',
+            'CPU s/image', 'boxes/image', 'at max_boxes']
+  lines = [[name, str(count), f'{args.images / s:.2f}',
+            f'{args.images / s / count:.2f}', f'{cpu / args.images:.2f}',
+            f'{boxes:.0f}', capped]
+           for name, count, s, cpu, boxes, capped in rows]
+  widths = [max(len(h), *(len(line[i]) for line in lines))
+            for i, h in enumerate(header)]
+  print()
+  print(f'{args.images} synthetic 500x375 scenes; {cores} CPU cores; worker '
+        f'start-up (spawn + imports, in the wall times) {startup:.1f} s; '
+        f'min_side {RCNN_FAST.min_side:g}, max_boxes {RCNN_FAST.max_boxes}.')
+  for i, cells in enumerate([header] + lines):
+    print('| ' + ' | '.join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w)
+                            in enumerate(zip(cells, widths))) + ' |')
+    if i == 0:
+      print('|' + '|'.join('-' * (w + 2) if j == 0 else '-' * (w + 1) + ':'
+                           for j, w in enumerate(widths)) + '|')
+
+
+if __name__ == '__main__':
+  main()
