@@ -1,9 +1,11 @@
-"""Trains and evaluates ZFNet / SPP-net (kept short: flags, start-up, hand-off).
+"""Trains and evaluates ZFNet / SPP-net, for classification or detection (kept
+short: flags, start-up, hand-off to the recipe's task).
 
   python main.py --config=configs/sppnet_mult.py --workdir=DIR   # train (resumes)
   python main.py --config=configs/sppnet_mult.py --workdir=DIR --mode=eval
   python main.py --workdir=DIR   # the embedded default (configs/tiny.py) on a CPU
   python main.py --workdir=DIR --mode=predict photos/*.jpg
+  python main.py --config=configs/detection/default.py --workdir=DIR --mode=proposals
 
 Any config field can be overridden: --config.batch_size=64. Mistakes a user can
 fix (sppnet_jax.errors.UserError) end in one line and exit status 2; anything
@@ -21,7 +23,8 @@ from sppnet_jax import cli, errors, runtime
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _DEFAULT_RECIPE = os.path.join(_HERE, 'configs', 'classification', 'tiny.py')
-_FIELDS_DOC = 'sppnet_jax/classification/config.py'
+_FIELDS_DOC = {'classification': 'sppnet_jax/classification/config.py',
+               'detection': 'sppnet_jax/detection/config.py'}
 FLAGS = flags.FLAGS
 
 
@@ -37,7 +40,9 @@ def _recipe_fields():
 
 
 def _exit_unknown_field(error: Exception) -> None:
-  message = cli.unknown_config_field(_recipe_fields(), sys.argv[1:], _FIELDS_DOC)
+  fields = _recipe_fields()
+  message = cli.unknown_config_field(
+      fields, sys.argv[1:], _FIELDS_DOC[fields.get('task', 'classification')])
   print(f'error: {message or str(error).splitlines()[0]}', file=sys.stderr)
   sys.exit(2)
 
@@ -60,13 +65,16 @@ except (AttributeError, KeyError) as error:
   _exit_unknown_field(error)
 
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints and TensorBoard logs.')
-flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'export', 'predict'],
+flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'export', 'predict',
+                                    'proposals'],
                   'train: train (resuming from the workdir); eval: score the best '
                   'checkpoint of the workdir (or --config.eval.checkpoint_step / '
                   '_path) on the validation split; metrics also go to WORKDIR/eval/; '
                   'export: write that checkpoint as jax.export artefacts to '
                   'WORKDIR/export/; predict: top-5 classes of the image files and '
-                  'folders given as arguments (or --images).')
+                  'folders given as arguments (or --images); proposals '
+                  '(detection recipes): compute the region proposals of the '
+                  'train and eval splits.')
 flags.DEFINE_list('images', [], 'With --mode=predict: image files or folders, '
                   'comma-separated (plain arguments work too).')
 flags.DEFINE_bool('json', False, 'With --mode=predict: print JSON lines.')
@@ -87,15 +95,20 @@ def main(argv):
                          '--mode=predict takes image files as arguments)')
   runtime.prefer_fast_cpu_convolutions()  # Before JAX starts.
   runtime.quiet_library_logs()
-  from sppnet_jax.classification import main as classification  # pylint: disable=g-import-not-at-top
+  distributed = dict(coordinator_address=FLAGS.coordinator_address,
+                     num_processes=FLAGS.num_processes,
+                     process_id=FLAGS.process_id)
   try:
+    if FLAGS.config.get('task') == 'detection':
+      from sppnet_jax.detection import main as detection  # pylint: disable=g-import-not-at-top
+      sys.exit(detection.run(FLAGS.mode, FLAGS.config, FLAGS.workdir,
+                             distributed=distributed))
+    from sppnet_jax.classification import main as classification  # pylint: disable=g-import-not-at-top
     sys.exit(classification.run(
         FLAGS.mode, FLAGS.config, FLAGS.workdir,
         images=list(FLAGS.images) + arguments, json_lines=FLAGS.json,
         from_export=FLAGS.from_export,
-        distributed=dict(coordinator_address=FLAGS.coordinator_address,
-                         num_processes=FLAGS.num_processes,
-                         process_id=FLAGS.process_id)))
+        distributed=distributed))
   except errors.UserError as error:
     print(f'error: {error}', file=sys.stderr)
     sys.exit(2)

@@ -10,8 +10,9 @@ import sys
 from sppnet_jax import runtime
 from sppnet_jax.classification.config import validate_config
 from sppnet_jax.core import checkpoints
-from sppnet_jax.errors import DataError
+from sppnet_jax.errors import ConfigError, DataError
 
+MODES = ('train', 'eval', 'export', 'predict')
 PREEMPTED_EXIT = 143  # 128 + SIGTERM, as if the signal had ended the process.
 
 
@@ -19,6 +20,10 @@ def run(mode: str, config, workdir: str, *, images=(), json_lines: bool = False,
         from_export: bool = False, distributed: dict | None = None) -> int:
   """Runs one mode (train, eval, export, predict); returns the exit status."""
   validate_config(config)
+  if mode not in MODES:
+    raise ConfigError(f'--mode={mode} is not a classification mode: use a '
+                      'detection recipe (--config=configs/detection/...) or '
+                      f'one of {", ".join(MODES)}.')
   workdir = os.path.abspath(os.path.expanduser(workdir))
   cache_dir = os.path.join(workdir, 'jax_cache')
   if mode == 'train':

@@ -337,3 +337,38 @@ def decoded_examples(source, split: str, *, process_index: int = 0,
     stats['dropped_boxes'] += dropped
     yield DetectionExample(image_id=image_id, image=e['image'], boxes=kept,
                            labels=labels, difficult=difficult)
+
+
+# -----------------------------------------------------------------------------
+# From the config.
+# -----------------------------------------------------------------------------
+
+
+def _embedded_root(config) -> str:
+  from sppnet_jax.detection import embedded_data  # pylint: disable=g-import-not-at-top
+  return config.data_dir or embedded_data.default_root()
+
+
+def prepare_data(config) -> None:
+  """Makes the embedded detection set if the config asks for it and it is not
+  there yet: the one step that writes data, called before `open_source`."""
+  if config.dataset == 'embedded':
+    from sppnet_jax.detection import embedded_data  # pylint: disable=g-import-not-at-top
+    embedded_data.ensure_embedded_detection_dataset(_embedded_root(config))
+
+
+def open_source(config):
+  """The configured source with its train and eval splits; writes nothing."""
+  splits = list(dict.fromkeys([config.train_split, config.eval_split]))
+  if config.dataset == 'embedded':
+    from sppnet_jax.detection import embedded_data  # pylint: disable=g-import-not-at-top
+    root = _embedded_root(config)
+    if not embedded_data.is_complete(root):
+      raise DataError(f'the embedded detection set is not at {root}: '
+                      '--mode=proposals or training makes it, or point '
+                      '--config.data_dir at a copy.')
+    return CocoFolderSource(root, splits)
+  if config.dataset == 'coco_folder':
+    return CocoFolderSource(config.data_dir, splits)
+  return TfdsVocSource(config.dataset, data_dir=config.data_dir,
+                       manual_dir=config.manual_dir)

@@ -417,9 +417,10 @@ class ProposalStore:
     if not os.path.isfile(path):
       raise DataError(
           f'no proposals for image {image_id!r} in {self.directory} (expected '
-          f'{os.path.basename(path)}): compute them with '
-          'sppnet_jax.detection.proposals.compute_proposals, or write them in '
-          "that file as described in that module's docstring.")
+          f'{os.path.basename(path)}): compute them (python main.py '
+          '--config=configs/detection/... --mode=proposals, or '
+          'sppnet_jax.detection.proposals.compute_proposals), or write that '
+          "file as sppnet_jax/detection/proposals.py's docstring describes.")
     where = f'proposal file {path} (image {image_id!r})'
     try:
       with np.load(path, allow_pickle=False) as data:
