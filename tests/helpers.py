@@ -65,3 +65,14 @@ def conv5_cells(lo: float, hi: float, cells: int) -> slice:
   re-derived here as the tests' reference."""
   inside = [j for j in range(cells) if lo < 20.5 + 16 * j < hi]
   return slice(inside[0], inside[-1] + 1)
+
+
+def tree_bytes(root: str) -> dict:
+  """{path relative to root: bytes} of every file below root."""
+  out = {}
+  for dirpath, _, names in os.walk(root):
+    for name in names:
+      path = os.path.join(dirpath, name)
+      with open(path, 'rb') as f:
+        out[os.path.relpath(path, root)] = f.read()
+  return out

@@ -223,7 +223,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   evaluates periodically, and returns the final evaluation metrics."""
   input_pipeline.prepare_data(config)
   run = setup(config)
-  config, mesh = run.config, run.mesh
+  config = run.config
   is_main = jax.process_index() == 0
   writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
   store = checkpoints.Checkpoints(workdir, config, run.info.class_names)

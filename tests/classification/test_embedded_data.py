@@ -7,16 +7,7 @@ import pytest
 from PIL import Image
 
 from sppnet_jax.classification import embedded_data
-
-
-def _files(root):
-  out = {}
-  for dirpath, _, names in os.walk(root):
-    for name in names:
-      path = os.path.join(dirpath, name)
-      with open(path, 'rb') as f:
-        out[os.path.relpath(path, root)] = f.read()
-  return out
+from tests.helpers import tree_bytes
 
 
 def test_layout_counts_and_images(tmp_path):
@@ -51,7 +42,7 @@ def test_deterministic_and_generated_once(tmp_path):
       str(tmp_path / 'a'), num_train_per_class=2, num_val_per_class=1)
   b = embedded_data.ensure_embedded_dataset(
       str(tmp_path / 'b'), num_train_per_class=2, num_val_per_class=1)
-  assert _files(a) == _files(b)
+  assert tree_bytes(a) == tree_bytes(b)
   # A second call reuses the set: nothing is rewritten.
   path = os.path.join(a, 'val', 'circle', 'circle_0000.jpg')
   os.utime(path, (1, 1))

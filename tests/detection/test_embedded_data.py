@@ -17,19 +17,10 @@ from pycocotools.coco import COCO
 
 from sppnet_jax.detection import embedded_data
 from sppnet_jax.errors import DataError
+from tests.helpers import tree_bytes
 
 NUM_TRAIN, NUM_TEST = 12, 6
 IDS = [1, 2, 3, 5, 7, 11, 13, 17]
-
-
-def _files(root):
-  out = {}
-  for dirpath, _, names in os.walk(root):
-    for name in names:
-      path = os.path.join(dirpath, name)
-      with open(path, 'rb') as f:
-        out[os.path.relpath(path, root)] = f.read()
-  return out
 
 
 @pytest.fixture(scope='module')
@@ -180,16 +171,16 @@ def test_occlusion_difficult_objects_and_sizes_occur():
 def test_deterministic_across_builds_and_processes(small_set, tmp_path):
   again = embedded_data.ensure_embedded_detection_dataset(
       str(tmp_path / 'again'), num_train=NUM_TRAIN, num_test=NUM_TEST)
-  assert _files(again) == _files(small_set)
+  assert tree_bytes(again) == tree_bytes(small_set)
   # 64 images are drawn by a pool of processes: the same files as in one
   # process, and each image does not depend on the set's size.
   pool = embedded_data.ensure_embedded_detection_dataset(
       str(tmp_path / 'pool'), num_train=48, num_test=16, num_workers=2)
   serial = embedded_data.ensure_embedded_detection_dataset(
       str(tmp_path / 'serial'), num_train=48, num_test=16, num_workers=1)
-  assert _files(pool) == _files(serial)
-  small = _files(small_set)
-  big = _files(pool)
+  assert tree_bytes(pool) == tree_bytes(serial)
+  small = tree_bytes(small_set)
+  big = tree_bytes(pool)
   for name in ('train/images/000001.jpg', 'train/images/000012.jpg',
                'test/images/000006.jpg'):
     assert big[name] == small[name]

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import zipfile
 
 import cv2
 import numpy as np
