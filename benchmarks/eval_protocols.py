@@ -43,6 +43,9 @@ FLAGS = flags.FLAGS
 def _describe(config, fields) -> str:
   if fields['protocol'] == 'multi_scale':
     return f'{fields["scale_views"]} at {tuple(config.eval.scales)}'
+  if fields['protocol'] == 'feature_map_views':
+    return (f'{config.eval_size} windows pooled at {tuple(config.eval.scales)}, '
+            '+ mirror')
   if fields['protocol'] == 'full_image':
     return (f'short side {config.eval_resize}, step {config.eval.full_image_step}'
             + (', + mirror' if fields.get('flip') else ''))
