@@ -70,3 +70,25 @@ def areas(boxes) -> np.ndarray:
   b = np.asarray(boxes, np.float32)
   return (np.maximum(b[..., 2] - b[..., 0], 0)
           * np.maximum(b[..., 3] - b[..., 1], 0))
+
+
+def iou_matrix(boxes_a, boxes_b) -> np.ndarray:
+  """(A, B) float64 IoU of library boxes (continuous, no +1; 0 where the union
+  is 0): `nms.iou_matrix`'s formula, which names its columns (x0, y0, x1, y1)
+  but is unchanged when x and y swap together."""
+  from sppnet_jax.detection import nms  # pylint: disable=g-import-not-at-top
+  return nms.iou_matrix(boxes_a, boxes_b, plus_one=False)
+
+
+def best_match(boxes, gt_boxes) -> tuple[np.ndarray, np.ndarray]:
+  """Each box's ground-truth box of highest IoU (the first on ties) and that
+  IoU: (R,) int64 indices and (R,) float64; index 0 and IoU 0 without ground
+  truth."""
+  boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+  gt_boxes = np.asarray(gt_boxes, np.float32).reshape(-1, 4)
+  if not gt_boxes.shape[0]:
+    return (np.zeros(boxes.shape[0], np.int64),
+            np.zeros(boxes.shape[0], np.float64))
+  iou = iou_matrix(boxes, gt_boxes)
+  best = np.argmax(iou, axis=1)  # the first maximum
+  return best.astype(np.int64), iou[np.arange(boxes.shape[0]), best]

@@ -19,6 +19,11 @@ from sppnet_jax.core import projection
 from sppnet_jax.core.data import image_ops
 from sppnet_jax.core.roi_spp import roi_spatial_pyramid_pool
 from sppnet_jax.core.zf5 import normalize_images
+from sppnet_jax.errors import DataError
+
+# R-CNN and SPP-net scale the features of their SVMs and box regressors so that
+# the mean L2 norm is 20 (the range of their C and ridge was tuned on that).
+TARGET_NORM = 20.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,3 +101,16 @@ def pool_boxes(maps: Sequence[ScaledMap], boxes: np.ndarray, image_height: int,
     out[rows] = np.asarray(_pool(scaled.conv5, cells, valid, tuple(levels)))[
         :len(rows)]
   return out
+
+
+def mean_norm_scale(features, target_norm: float = TARGET_NORM) -> float:
+  """target_norm / the mean L2 norm of the (N, D) feature rows: the authors'
+  scalar (`spp_scale_features.m`) that makes the average norm 20. Multiply
+  training and test features by the same factor."""
+  f = np.asarray(features)
+  norms = np.sqrt(np.einsum('nd,nd->n', f, f, dtype=np.float64))
+  mean = float(norms.mean()) if norms.size else 0.0
+  if not mean > 0 or not np.isfinite(mean):
+    raise DataError(f'cannot scale features of mean norm {mean}: give at '
+                    'least one non-zero, finite feature vector')
+  return target_norm / mean
