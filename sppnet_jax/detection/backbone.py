@@ -1,0 +1,109 @@
+"""The classification SPP-net a detector starts from (the paper's section 4):
+its conv1-conv5 compute the shared feature maps (frozen: the paper does not
+fine-tune them), its fc6/fc7 start the fine-tuned layers, and a new fc8 scores
+the detection classes plus background.
+
+`load_backbone(path)` restores the best checkpoint of a classification workdir
+(or the step folder `path` names) with the config it was trained with, read
+from the checkpoint itself. Only an SPP-net fits: ZFNet's fc6 takes a fixed
+6 x 6 pool5, not the pyramid of a region, and a checkpoint whose pyramid
+differs from the one asked for cannot feed fc6. Both are one-line
+CheckpointErrors. `detection_params` builds the detector's parameters: every
+layer copied, fc8 replaced by a (fc_dim, classes + 1) layer drawn from
+N(0, 0.01) with zero bias (the authors' initialisation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from sppnet_jax.core import checkpoints
+from sppnet_jax.errors import CheckpointError
+
+FC8_STDDEV = 0.01  # the authors' N(0, 0.01) for the new layer
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+  """A restored classification SPP-net."""
+  config: ml_collections.ConfigDict  # its classification config
+  model: object  # the classification SPPNet
+  params: dict
+  step: int
+  path: str  # the step folder restored
+  class_names: tuple[str, ...]
+
+
+def _saved_config(metadata: dict) -> ml_collections.ConfigDict:
+  """The checkpoint's classification config on top of today's fields (a
+  field added since it was saved keeps its default; one removed is dropped)."""
+  from sppnet_jax.classification.config import base_config  # pylint: disable=g-import-not-at-top
+
+  def known(saved: dict, fields: ml_collections.ConfigDict) -> dict:
+    return {k: known(v, fields[k]) if isinstance(v, dict) else v
+            for k, v in saved.items() if k in fields}
+
+  config = base_config()
+  config.update(known(metadata.get('config', {}), config))
+  return config
+
+
+def load_backbone(path: str, levels: Sequence[int] | None = None) -> Backbone:
+  """Restores the classification SPP-net at `path`: a workdir (its best
+  checkpoint, else its latest) or a step folder (WORKDIR/best/1000).
+
+  Args:
+    path: where the checkpoint is.
+    levels: the pyramid the detector pools regions with; None: the backbone's.
+
+  Raises:
+    CheckpointNotFoundError: nothing to restore at `path`.
+    CheckpointError: a ZFNet, or a pyramid other than `levels`.
+  """
+  from sppnet_jax.classification.restore import restore  # pylint: disable=g-import-not-at-top
+  path = os.path.abspath(os.path.expanduser(path.rstrip('/')))
+  is_step = os.path.basename(path).isdigit()
+  workdir = os.path.dirname(os.path.dirname(path)) if is_step else path
+  selected = checkpoints.find_checkpoint(workdir, path=path if is_step else '')
+  metadata = checkpoints.read_metadata(selected.manager, selected.step)
+  selected.manager.close()
+  config = _saved_config(metadata)
+  where = f'{selected.manager.directory}/{selected.step}'
+  if config.model != 'sppnet':
+    raise CheckpointError(
+        f'the backbone at {where} is a {config.model}: detection pools each '
+        'region with spatial pyramid pooling into fc6, which only an SPP-net '
+        'takes; train one (e.g. configs/classification/sppnet_mult.py).')
+  if levels is not None and tuple(levels) != tuple(config.spp_levels):
+    raise CheckpointError(
+        f'the backbone at {where} pools with levels {tuple(config.spp_levels)}, '
+        f'not the {tuple(levels)} asked for: its fc6 takes that pyramid; set '
+        'the detection levels to it or use another backbone.')
+  config.eval.checkpoint_path = where
+  config.eval.checkpoint_step = -1
+  restored = restore(config, workdir, with_data=False)
+  params = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)),
+                        restored.params)
+  return Backbone(config=restored.config, model=restored.model, params=params,
+                  step=restored.step, path=where,
+                  class_names=restored.class_names)
+
+
+def detection_params(backbone: Backbone, num_classes: int,
+                     key: jax.Array) -> dict:
+  """The backbone's parameters with a new fc8 for `num_classes` detection
+  classes plus background (output 0), N(0, 0.01) weights and zero bias."""
+  params = dict(backbone.params)
+  fc_dim = params['fc8']['kernel'].shape[0]
+  kernel = FC8_STDDEV * jax.random.normal(key, (fc_dim, num_classes + 1),
+                                          jnp.float32)
+  params['fc8'] = {'kernel': np.asarray(kernel),
+                   'bias': np.zeros((num_classes + 1,), np.float32)}
+  return params
