@@ -26,9 +26,9 @@ def run(mode: str, config, workdir: str, *,
   import jax  # pylint: disable=g-import-not-at-top
   from sppnet_jax.core.parallel import sync_processes  # pylint: disable=g-import-not-at-top
   from sppnet_jax.detection import data, proposal_job  # pylint: disable=g-import-not-at-top
-  if jax.process_index() == 0:
-    data.prepare_data(config)
-  sync_processes('detection_data')
+  # Every process, as classification does: hosts need not share a disk, and
+  # the build is safe against a race (build_once).
+  data.prepare_data(config)
   reports = proposal_job.make_proposals(
       config, workdir, process_index=jax.process_index(),
       process_count=jax.process_count())
