@@ -5,7 +5,8 @@ short: flags, start-up, hand-off to the recipe's task).
   python main.py --config=configs/sppnet_mult.py --workdir=DIR --mode=eval
   python main.py --workdir=DIR   # the embedded default (configs/tiny.py) on a CPU
   python main.py --workdir=DIR --mode=predict photos/*.jpg
-  python main.py --config=configs/detection/default.py --workdir=DIR --mode=proposals
+  python main.py --config=configs/detection/tiny.py --workdir=DIR   # detection
+  python main.py --config=configs/detection/tiny.py --workdir=DIR --mode=detect a.jpg
 
 Any config field can be overridden: --config.batch_size=64. Mistakes a user can
 fix (sppnet_jax.errors.UserError) end in one line and exit status 2; anything
@@ -66,7 +67,7 @@ except (AttributeError, KeyError) as error:
 
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints and TensorBoard logs.')
 flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'export', 'predict',
-                                    'proposals'],
+                                    'proposals', 'detect'],
                   'train: train (resuming from the workdir); eval: score the best '
                   'checkpoint of the workdir (or --config.eval.checkpoint_step / '
                   '_path) on the validation split; metrics also go to WORKDIR/eval/; '
@@ -74,8 +75,13 @@ flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'export', 'predict',
                   'WORKDIR/export/; predict: top-5 classes of the image files and '
                   'folders given as arguments (or --images); proposals '
                   '(detection recipes): compute the region proposals of the '
-                  'train and eval splits.')
-flags.DEFINE_list('images', [], 'With --mode=predict: image files or folders, '
+                  'train and eval splits; detect (detection recipes): boxes in '
+                  'the image files and folders given as arguments (JSON lines, '
+                  'and PNGs drawn in WORKDIR/detect/). With a detection recipe, '
+                  'train runs every stage (each resuming) and eval scores the '
+                  'test split.')
+flags.DEFINE_list('images', [], 'With --mode=predict or detect: image files or '
+                  'folders, '
                   'comma-separated (plain arguments work too).')
 flags.DEFINE_bool('json', False, 'With --mode=predict: print JSON lines.')
 flags.DEFINE_bool('from_export', False, 'With --mode=predict: use the artefacts in '
@@ -90,9 +96,10 @@ flags.mark_flags_as_required(['workdir'])
 
 def main(argv):
   arguments = argv[1:]
-  if arguments and FLAGS.mode != 'predict':
+  if arguments and FLAGS.mode not in ('predict', 'detect'):
     raise app.UsageError(f'unexpected arguments: {" ".join(arguments)} (only '
-                         '--mode=predict takes image files as arguments)')
+                         '--mode=predict and detect take image files as '
+                         'arguments)')
   runtime.prefer_fast_cpu_convolutions()  # Before JAX starts.
   runtime.quiet_library_logs()
   distributed = dict(coordinator_address=FLAGS.coordinator_address,
@@ -102,6 +109,7 @@ def main(argv):
     if FLAGS.config.get('task') == 'detection':
       from sppnet_jax.detection import main as detection  # pylint: disable=g-import-not-at-top
       sys.exit(detection.run(FLAGS.mode, FLAGS.config, FLAGS.workdir,
+                             images=list(FLAGS.images) + arguments,
                              distributed=distributed))
     from sppnet_jax.classification import main as classification  # pylint: disable=g-import-not-at-top
     sys.exit(classification.run(

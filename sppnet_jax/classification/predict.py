@@ -8,29 +8,16 @@ A file that is not a readable image is reported and the others go on.
 """
 
 import collections
-import os
-import re
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import jax
 import numpy as np
-import tensorflow as tf
 
 from sppnet_jax.classification import eval_views, export
 from sppnet_jax.classification.restore import restore
-from sppnet_jax.core.data import image_ops
+from sppnet_jax.core.data import image_files, image_ops
 
-
-def expand_paths(paths: Iterable[str]) -> list[str]:
-  """Files as given, folders as their image files (sorted)."""
-  out = []
-  for path in paths:
-    if os.path.isdir(path):
-      out.extend(sorted(os.path.join(path, name) for name in os.listdir(path)
-                        if name.lower().endswith(image_ops.IMAGE_EXTENSIONS)))
-    else:
-      out.append(path)
-  return out
+expand_paths = image_files.expand_paths
 
 
 # The short side at `short_side`, the aspect kept, each side rounded to a
@@ -60,15 +47,11 @@ def predict_files(paths: Sequence[str], *, prepare, run, class_names,
   the order of `paths`; images of one shape are run as one batch."""
   results, by_shape = {}, collections.defaultdict(list)
   for path in paths:
-    try:
-      image = prepare(image_ops.decode_image_file(path))
-    except (tf.errors.OpError, ValueError) as error:
-      message = getattr(error, 'message', str(error)).strip()
-      message = re.sub(r'\{\{.*?\}\}\s*', '', message).split(' [Op:')[0]
-      message = message.splitlines()[0] if message else ''
-      results[path] = dict(file=path, error=f'not a readable image ({message})'
-                           if message else 'not a readable image')
+    image, error = image_files.read_image(path)
+    if image is None:
+      results[path] = dict(file=path, error=error)
       continue
+    image = prepare(image)
     by_shape[image.shape].append((path, image))
   for items in by_shape.values():
     probabilities = run(np.stack([image for _, image in items]))

@@ -11,8 +11,6 @@ import dataclasses
 import functools
 import itertools
 import math
-import signal
-import threading
 import time
 from typing import Any
 
@@ -30,6 +28,7 @@ from sppnet_jax.classification.metrics import TrainMetrics
 from sppnet_jax.classification.model import create_model
 from sppnet_jax.classification.steps import TrainState, make_train_step
 from sppnet_jax.core import checkpoints, lookahead, optim, parallel
+from sppnet_jax.core.preemption import Preempted, StopRequest
 from sppnet_jax.errors import ConfigError, TrainingDivergedError
 
 
@@ -157,32 +156,6 @@ def _is_eval_step(config, step: int, steps_per_epoch: int, total_steps: int) -> 
   return step % steps_per_epoch == 0
 
 
-class Preempted(Exception):
-  """Training stopped on SIGTERM (or a preemption notice) after saving."""
-
-
-class _StopRequest:
-  """Notes a SIGTERM so that the loop saves and stops at the end of its step.
-
-  Multi-process runs leave the signal to JAX's preemption notifier instead, and
-  ask Orbax (`reached_preemption`), so that every process stops at the same step.
-  """
-
-  def __init__(self):
-    self.received = False
-    self._previous = None
-    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._note)
-
-  def _note(self, signum, frame):
-    del signum, frame
-    self.received = True
-
-  def restore(self):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-
-
 def _check_finite(values: dict, step: int) -> None:
   """Stops a diverged run before its state is saved, so that the latest
   checkpoint is the last good one."""
@@ -261,7 +234,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                config.model, config.dataset, run.total_steps, config.batch_size,
                run.steps_per_epoch, tuple(config.train_sizes))
 
-  stop = _StopRequest()
+  stop = StopRequest()
   try:
     eval_metrics = _loop(run, state, start_step, store, writer, hooks, steps,
                          evaluation, stop, _SkippedTrainImages(skipped_before))

@@ -12,6 +12,7 @@ everything that only reads (eval mode, export, predict) finds its step with
 """
 
 import dataclasses
+import functools
 import os
 from typing import Any
 
@@ -61,24 +62,28 @@ def _latest_manager(workdir: str, config) -> ocp.CheckpointManager:
                                options=options, item_names=(STATE, METADATA))
 
 
-def _best_by_top1(metrics: dict) -> float:
-  return metrics['top1']
+def _best_by(metric: str, metrics: dict) -> float:
+  return metrics[metric]
 
 
-def _best_manager(workdir: str, config) -> ocp.CheckpointManager:
+def _best_manager(workdir: str, config,
+                  metric: str = 'top1') -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=config.keep_best_checkpoints, best_fn=_best_by_top1,
+      max_to_keep=config.keep_best_checkpoints,
+      best_fn=functools.partial(_best_by, metric),
       best_mode='max', keep_checkpoints_without_metrics=False, create=True)
   return ocp.CheckpointManager(os.path.join(workdir, 'best'), options=options,
                                item_names=(STATE, METADATA))
 
 
-def open_directory(path: str, best: bool = False) -> ocp.CheckpointManager:
+def open_directory(path: str, best: bool = False,
+                   metric: str = 'top1') -> ocp.CheckpointManager:
   """A read-only manager over a folder of step folders (a workdir's
   `checkpoints/` or `best/`, possibly copied elsewhere); with `best`, it ranks
-  the steps by their saved validation top-1."""
+  the steps by their saved validation `metric`."""
   options = ocp.CheckpointManagerOptions(
-      read_only=True, create=False, best_fn=_best_by_top1 if best else None,
+      read_only=True, create=False,
+      best_fn=functools.partial(_best_by, metric) if best else None,
       best_mode='max')
   return ocp.CheckpointManager(os.path.abspath(path), item_names=(STATE, METADATA),
                                options=options)
@@ -165,14 +170,19 @@ class Checkpoints:
   """The two managers of a workdir and the metadata written with every save."""
 
   def __init__(self, workdir: str, config: ml_collections.ConfigDict,
-               class_names: tuple[str, ...] = ()):
+               class_names: tuple[str, ...] = (), *, policy=None,
+               best_metric: str = 'top1'):
+    """`policy`: where checkpoint_every_steps, keep_latest_checkpoints and
+    keep_best_checkpoints are read (default: the config itself); the best
+    states are those with the highest `best_metric`."""
     self.workdir = os.path.abspath(workdir)
     self.config = config
     self.metadata = dict(config=config.to_dict(),
                          model=model_signature(config),
                          class_names=list(class_names))
-    self.latest = _latest_manager(self.workdir, config)
-    self.best = _best_manager(self.workdir, config)
+    policy = config if policy is None else policy
+    self.latest = _latest_manager(self.workdir, policy)
+    self.best = _best_manager(self.workdir, policy, best_metric)
 
   def _args(self, state, **extra):
     metadata = dict(self.metadata, **extra)
@@ -185,6 +195,11 @@ class Checkpoints:
                             force=force)
 
   def save_best(self, step: int, state, metrics: dict, **extra) -> bool:
+    # Orbax names its multi-process commit barrier after the step alone, so
+    # two managers committing the same step at once collide: let the latest
+    # save of this step finish first.
+    if jax.process_count() > 1:
+      self.latest.wait_until_finished()
     scalars = {k: float(v) for k, v in metrics.items()}
     return self.best.save(step, args=self._args(state, step=step, **extra),
                           metrics=scalars, force=True)

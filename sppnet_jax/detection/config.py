@@ -16,6 +16,9 @@ from sppnet_jax.errors import ConfigError
 DATASETS = ('embedded', 'coco_folder', 'voc/2007', 'voc/2012')
 PROPOSAL_METHODS = ('selective_search', 'precomputed')
 PROPOSAL_PRESETS = ('rcnn_fast', 'opencv_fast')
+CLASSIFIERS = ('svm', 'softmax')
+FEATURE_LAYERS = ('pool5', 'fc6', 'fc7')
+FEATURE_DTYPES = ('float16', 'float32')
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -29,7 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
   # 'voc/2007' (or 'voc/2012'): TFDS, prepared offline with
   # `python -m sppnet_jax.detection.prepare_voc`.
   config.dataset = 'embedded'
-  # The embedded set's folder ('' = ~/.cache/sppnet_jax/embedded-detection-v1
+  # The embedded set's folder ('' = ~/.cache/sppnet_jax/embedded-detection-v2
   # or $SPPNET_DETECTION_DATA_DIR), the COCO folder, or the TFDS data_dir.
   config.data_dir = ''
   config.manual_dir = ''  # TFDS manual_dir (the VOC archives)
@@ -47,6 +50,98 @@ def base_config() -> ml_collections.ConfigDict:
   config.proposals.max_boxes = 2000
   config.proposals.min_side = 20  # pixels (R-CNN's minBoxWidth)
   config.proposals.num_workers = -1  # processes per host; -1: one per core
+
+  # The detector (the paper's section 4; `../DETECTION.md` in the docs).
+  config.detection = ml_collections.ConfigDict()
+  # The classification SPP-net it starts from: a workdir (its best checkpoint)
+  # or a step folder (WORKDIR/best/1000); relative to the current directory.
+  config.detection.backbone = ''
+  # True: when `backbone` holds no checkpoint, train it first with the
+  # classification embedded default (configs/classification/tiny.py), as the
+  # README's first command does. False: a missing backbone is an error.
+  config.detection.train_backbone = False
+  # The classification recipe that trains it (relative to the current
+  # directory, like the backbone).
+  config.detection.backbone_recipe = 'configs/classification/tiny.py'
+  # Short sides of the whole-image conv5 maps: the paper's single scale 688, or
+  # its five (480, 576, 688, 864, 1200).
+  config.detection.scales = (688,)
+  config.detection.size_step = 16  # each resized side a multiple of this
+  # Which scale a box is pooled at: 'paper' (scaled area closest to
+  # input_size^2) or 'authors_code' (side closest to 208).
+  config.detection.scale_rule = 'paper'
+  # Box -> conv5 cells: 'paper' (Appendix A, offset derived from ZF-5) or
+  # 'authors_code' (spm_pool_caffe_mex's constants).
+  config.detection.projection_rule = 'paper'
+  # The backbone's training input side (0: the largest of its train_sizes).
+  config.detection.input_size = 0
+  # 'svm': per-class linear SVMs on fc7 (the paper); 'softmax': the
+  # fine-tuned fc8's class probabilities.
+  config.detection.classifier = 'svm'
+  # Difficult objects are ground truth for training (R-CNN's and SPP-net's
+  # code); False drops them (Fast R-CNN).
+  config.detection.use_difficult = True
+
+  # The conv5 cache (detection/feature_cache.py): one file per image with
+  # conv5 at every scale, and of the mirrored image for fine-tuning's flips.
+  config.features = ml_collections.ConfigDict()
+  config.features.dir = ''  # '' = WORKDIR/features
+  config.features.dtype = 'float16'  # on disk: float16 | float32
+  config.features.memory_mb = 4096  # maps kept in memory while fine-tuning
+
+  # Fine-tuning fc6, fc7 and a new fc8 (detection/finetune.py). Defaults: the
+  # authors' code (spp_finetune_voc.m + its Caffe solver).
+  config.finetune = ml_collections.ConfigDict()
+  config.finetune.num_steps = 90000  # authors: 3 x 30k iterations
+  config.finetune.batch_size = 128  # regions per step, over all processes
+  config.finetune.positive_fraction = 0.25
+  config.finetune.fg_threshold = 0.5  # IoU >= this: the box's class
+  config.finetune.bg_low = 0.1  # IoU in [bg_low, fg_threshold): background
+  config.finetune.add_ground_truth = True
+  config.finetune.flip = True  # half the regions from the mirrored image
+  config.finetune.learning_rate = 1e-3  # authors; the paper: 1e-4 then 1e-5
+  config.finetune.lr_drop_every = 30000  # steps between drops by lr_drop
+  config.finetune.lr_drop = 0.1
+  config.finetune.momentum = 0.9
+  config.finetune.weight_decay = 5e-4
+  config.finetune.bias_lr_multiplier = 2.0
+  # Validation mAP (softmax scores) picks the best checkpoint: a split other
+  # than the test split; '' = no validation, the last step is used.
+  config.finetune.val_split = ''
+  config.finetune.eval_every_steps = 10000
+  config.finetune.log_every_steps = 500
+  config.finetune.checkpoint_every_steps = 5000
+  config.finetune.keep_latest_checkpoints = 2
+  config.finetune.keep_best_checkpoints = 1
+
+  # Per-class linear SVMs with hard-negative mining (detection/svm.py): the
+  # authors' liblinear settings.
+  config.svm = ml_collections.ConfigDict()
+  config.svm.layer = 'fc7'  # pool5 | fc6 | fc7: the features they score
+  # 'liblinear' (scikit-learn's: the authors' solver, 2.4x faster than ours
+  # on a VOC-sized cache, benchmarks/svm.py) or 'jax' (svm.solve_svm).
+  config.svm.solver = 'liblinear'
+  config.svm.c = 1e-3
+  config.svm.positive_weight = 2.0
+  config.svm.bias_multiplier = 10.0
+  config.svm.negative_iou = 0.3  # negatives: IoU below this with the class
+  config.svm.hard_threshold = -1.0001
+  config.svm.evict_threshold = -1.2
+  config.svm.retrain_limit = 2000
+  config.svm.tol = 1e-3
+
+  # Class-specific box regression on pooled conv5 (detection/box_regression.py).
+  config.bbox_regression = ml_collections.ConfigDict()
+  config.bbox_regression.enabled = True
+  config.bbox_regression.min_iou = 0.5  # the authors' code: > 0.5
+  config.bbox_regression.ridge = 4000.0
+
+  # Test time: per class NMS, then the best detections of the image.
+  config.test = ml_collections.ConfigDict()
+  config.test.nms_iou = 0.3
+  config.test.max_per_image = 100
+  config.test.pre_nms_per_class = 300  # best boxes per class NMS looks at
+  config.test.batch_boxes = 1024  # regions per fc6/fc7 call
 
   config.seed = 0
   return config
@@ -74,6 +169,33 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.proposals.max_boxes < 1 or config.proposals.min_side < 1:
     raise ConfigError('config.proposals.max_boxes and min_side must be at '
                       'least 1.')
+  _choice(config, 'detection.classifier', config.detection.classifier,
+          CLASSIFIERS)
+  _choice(config, 'svm.layer', config.svm.layer, FEATURE_LAYERS)
+  _choice(config, 'svm.solver', config.svm.solver, ('liblinear', 'jax'))
+  _choice(config, 'features.dtype', config.features.dtype, FEATURE_DTYPES)
+  _choice(config, 'detection.scale_rule', config.detection.scale_rule,
+          ('paper', 'authors_code'))
+  _choice(config, 'detection.projection_rule',
+          config.detection.projection_rule, ('paper', 'authors_code'))
+  scales = tuple(config.detection.scales)
+  if not scales or any(not isinstance(s, int) or s < 1 for s in scales):
+    raise ConfigError(f'config.detection.scales={scales} must be positive '
+                      'integers (short sides in pixels), e.g. (688,).')
+  if config.finetune.val_split and (
+      config.finetune.val_split == config.eval_split):
+    raise ConfigError(f'config.finetune.val_split={config.finetune.val_split!r}'
+                      ' is the test split: the best checkpoint must not be '
+                      'picked on test data; use another split or \'\'.')
+  ft = config.finetune
+  if ft.num_steps < 1 or ft.batch_size < 1 or ft.eval_every_steps < 1 or (
+      ft.log_every_steps < 1 or ft.checkpoint_every_steps < 1):
+    raise ConfigError('config.finetune.num_steps, batch_size, '
+                      'eval_every_steps, log_every_steps and '
+                      'checkpoint_every_steps must be at least 1.')
+  if not 0 <= ft.bg_low <= ft.fg_threshold <= 1:
+    raise ConfigError('config.finetune needs 0 <= bg_low <= fg_threshold <= 1, '
+                      f'got {ft.bg_low} and {ft.fg_threshold}.')
   if config.proposals.num_workers < -1:
     raise ConfigError('config.proposals.num_workers must be -1 (one per core), '
                       '0 (in the main process) or a count.')
@@ -82,4 +204,18 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 def proposal_dir(config, workdir: str, split: str) -> str:
   """Where the proposals of `split` live."""
   root = config.proposals.dir or os.path.join(workdir, 'proposals')
+  return os.path.join(os.path.abspath(os.path.expanduser(root)), split)
+
+
+def splits_of(config) -> list[str]:
+  """The splits a run reads: train, validation (if any), test; no repeats."""
+  return list(dict.fromkeys(
+      [config.train_split] + ([config.finetune.val_split]
+                              if config.finetune.val_split else [])
+      + [config.eval_split]))
+
+
+def feature_dir(config, workdir: str, split: str) -> str:
+  """Where the conv5 cache of `split` lives."""
+  root = config.features.dir or os.path.join(workdir, 'features')
   return os.path.join(os.path.abspath(os.path.expanduser(root)), split)

@@ -62,6 +62,7 @@ from sppnet_jax.core.data import image_ops
 from sppnet_jax.core.data import sources
 from sppnet_jax.core.data.options import AUTOTUNE, no_autograph
 from sppnet_jax.detection import boxes as box_lib
+from sppnet_jax.detection.config import splits_of
 from sppnet_jax.errors import DataError
 
 ANNOTATIONS_FILE = 'annotations.json'
@@ -359,7 +360,7 @@ def prepare_data(config) -> None:
 
 def open_source(config):
   """The configured source with its train and eval splits; writes nothing."""
-  splits = list(dict.fromkeys([config.train_split, config.eval_split]))
+  splits = splits_of(config)
   if config.dataset == 'embedded':
     from sppnet_jax.detection import embedded_data  # pylint: disable=g-import-not-at-top
     root = _embedded_root(config)

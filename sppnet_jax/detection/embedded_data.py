@@ -7,7 +7,13 @@ user's COCO folder. `ensure_embedded_detection_dataset()` draws it once (numpy +
 PIL, deterministically seeded, a few seconds on two cores):
 
     root/train/annotations.json, root/train/images/000001.jpg ... (600 images)
+    root/val/annotations.json,   root/val/images/000001.jpg ...   (100 images)
     root/test/annotations.json,  root/test/images/000001.jpg ...  (200 images)
+
+`val` is for choosing among models (e.g. the fine-tuning checkpoint with the
+best validation mAP) without looking at `test`. The three splits are drawn
+from the same distribution with different seeds (`example_seed`), so no image
+is in two of them.
 
 Each image (128..256 pixels on each side, usually not square) shows 1..5
 objects of 8 classes, the shapes and patterns of the classification set
@@ -58,7 +64,7 @@ from sppnet_jax.core.data import build_once
 from sppnet_jax.core.data import drawing
 from sppnet_jax.detection import boxes as box_lib
 
-VERSION = 1
+VERSION = 2  # 2: the val split (1 had train and test only)
 # (COCO category id, name), by id. The ids are deliberately not 0..7.
 CATEGORIES = (
     (1, 'circle'),
@@ -70,8 +76,12 @@ CATEGORIES = (
     (13, 'checkerboard'),
     (17, 'stripes'),
 )
-SPLITS = ('train', 'test')
+SPLITS = ('train', 'val', 'test')
+# Each split's code in `example_seed`: fixed, not the position in SPLITS, so
+# that adding a split does not reshuffle the images of the others.
+SPLIT_CODES = {'train': 0, 'test': 1, 'val': 2}
 NUM_TRAIN = 600
+NUM_VAL = 100
 NUM_TEST = 200
 MIN_SIDE = 128
 MAX_SIDE = 256
@@ -92,7 +102,7 @@ _PARALLEL_FROM = 64  # images; smaller sets are drawn in this process
 
 def default_root() -> str:
   """`$SPPNET_DETECTION_DATA_DIR` if set, else
-  `~/.cache/sppnet_jax/embedded-detection-v1`.
+  `~/.cache/sppnet_jax/embedded-detection-v2`.
 
   Not `$SPPNET_DATA_DIR` (the classification set's root) nor a folder inside
   it: the classification set refuses a non-empty root that it did not make.
@@ -109,6 +119,7 @@ def ensure_embedded_detection_dataset(
     root: str | None = None,
     *,
     num_train: int = NUM_TRAIN,
+    num_val: int = NUM_VAL,
     num_test: int = NUM_TEST,
     num_workers: int | None = None,
 ) -> str:
@@ -116,8 +127,10 @@ def ensure_embedded_detection_dataset(
 
   Args:
     root: where the set lives (`root/train/annotations.json`, `root/train/
-      images/*.jpg`, `root/test/...`); None or '' means `default_root()`.
+      images/*.jpg`, `root/val/...`, `root/test/...`); None or '' means
+      `default_root()`.
     num_train: images in train/ (tests use fewer).
+    num_val: images in val/.
     num_test: images in test/.
     num_workers: processes that draw the images; None: one per CPU core. Sets
       under 64 images are drawn in this process. The files do not depend on it.
@@ -131,23 +144,32 @@ def ensure_embedded_detection_dataset(
   """
 
   def write(out_dir):
-    counts = _write_dataset(out_dir, {'train': num_train, 'test': num_test},
-                            num_workers)
-    return {'version': VERSION, 'num_train': num_train, 'num_test': num_test,
+    counts = _write_dataset(
+        out_dir, {'train': num_train, 'val': num_val, 'test': num_test},
+        num_workers)
+    return {'version': VERSION, 'num_train': num_train, 'num_val': num_val,
+            'num_test': num_test,
             'categories': [list(c) for c in CATEGORIES], **counts}
 
   return build_once.build_once(
       root or default_root(), write,
       settings={'version': VERSION, 'num_train': num_train,
-                'num_test': num_test},
+                'num_val': num_val, 'num_test': num_test},
       description=(f'the embedded detection data set ({len(CATEGORIES)} '
-                   f'classes, {num_train} train + {num_test} test images)'))
+                   f'classes, {num_train} train + {num_val} val + {num_test} '
+                   'test images)'))
 
 
 def example_seed(split: str, index: int) -> list[int]:
   """The seed of image `index` (0-based) of `split`: every image has its own,
-  so the set does not depend on the order or the process that draws it."""
-  return [_SEED, VERSION, SPLITS.index(split), index]
+  so the set does not depend on the order or the process that draws it, nor
+  on the number of images asked for.
+
+  [_SEED, VERSION, SPLIT_CODES[split], index]: a split is named by its fixed
+  code (train 0, test 1, val 2), not by its position in SPLITS, so that train
+  and test draw the same images as they would without val (for this VERSION).
+  """
+  return [_SEED, VERSION, SPLIT_CODES[split], index]
 
 
 def _write_one(job):

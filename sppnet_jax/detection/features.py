@@ -48,13 +48,18 @@ class MultiScaleConv5:
 
     self._features = jax.jit(conv5_of_image)
 
+  def resized_shape(self, height: int, width: int,
+                    scale: int) -> tuple[int, int]:
+    """The (height, width) an image is resized to for `scale`."""
+    return image_ops.full_image_size(height, width, scale, self.step)
+
   def resized(self, image: np.ndarray) -> list[np.ndarray]:
     """uint8 (H, W, 3) -> the image at every scale, as the eval protocols'
     full-image views resize it (bilinear, each side a multiple of `step`)."""
     height, width = image.shape[:2]
     out = []
     for scale in self.scales:
-      shape = image_ops.full_image_size(height, width, scale, self.step)
+      shape = self.resized_shape(height, width, scale)
       out.append(image_ops.round_to_uint8(image_ops.resize_bilinear(
           image, shape, self.antialias)).numpy())
     return out
@@ -71,6 +76,15 @@ def _pool_padded(conv5, cells, valid, levels):
 
 
 _pool = jax.jit(_pool_padded, static_argnums=3)
+
+
+def padded_count(count: int, bucket: int) -> int:
+  """Rows a call pads `count` boxes to: the next power of two (at least 8)
+  up to `bucket`, then multiples of `bucket`: few compilations, and a handful
+  of boxes is not padded to thousands."""
+  if count > bucket:
+    return -(-count // bucket) * bucket
+  return min(max(8, 1 << max(count - 1, 0).bit_length()), max(bucket, 8))
 
 
 def pool_boxes(maps: Sequence[ScaledMap], boxes: np.ndarray, image_height: int,
@@ -95,7 +109,7 @@ def pool_boxes(maps: Sequence[ScaledMap], boxes: np.ndarray, image_height: int,
                                           scaled.factor_x)
     cells = projection.project_boxes(scaled_boxes, *scaled.conv5.shape[:2],
                                      projection_rule)
-    padded = -(-len(rows) // box_bucket) * box_bucket
+    padded = padded_count(len(rows), box_bucket)
     cells = np.pad(cells, ((0, padded - len(rows)), (0, 0)))
     valid = np.arange(padded) < len(rows)
     out[rows] = np.asarray(_pool(scaled.conv5, cells, valid, tuple(levels)))[

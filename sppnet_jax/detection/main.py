@@ -1,28 +1,54 @@
 """The detection task's entry point behind main.py: checks the config, starts
 JAX (one process or many), runs the mode and prints its one-line results.
 
-Modes so far: 'proposals' (compute or check the region proposals of the train
-and eval splits; see proposal_job.py).
+Modes: 'train' (every stage in order, each resuming, then the test split's
+score; pipeline.py), 'eval' (the test split's score), 'detect' (image files;
+detect.py), 'proposals' (only the region proposals; proposal_job.py).
 """
 
 import math
+import sys
 
 from sppnet_jax import runtime
 from sppnet_jax.detection.config import validate_config
 from sppnet_jax.errors import ConfigError
 
-MODES = ('proposals',)
+MODES = ('train', 'eval', 'detect', 'proposals')
+PREEMPTED_EXIT = 143  # as classification: 128 + SIGTERM; the same command resumes
 
 
-def run(mode: str, config, workdir: str, *,
+def run(mode: str, config, workdir: str, *, images=(),
         distributed: dict | None = None) -> int:
   """Runs one mode; returns the exit status."""
   validate_config(config)
   if mode not in MODES:
-    raise ConfigError(f'--mode={mode} is not a detection mode yet: use one of '
+    raise ConfigError(f'--mode={mode} is not a detection mode: use one of '
                       f'{", ".join(MODES)} with a detection recipe.')
   runtime.keep_tensorflow_off_accelerators()
   runtime.start_jax(**(distributed or {}))
+  # Imported once JAX has started (jax.distributed must come first).
+  from sppnet_jax.core.preemption import Preempted  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.detection import pipeline, report  # pylint: disable=g-import-not-at-top
+  if mode == 'proposals':
+    return _proposals(config, workdir)
+  if mode == 'detect':
+    from sppnet_jax.detection import detect  # pylint: disable=g-import-not-at-top
+    unreadable = detect.detect_files(config, workdir, images)
+    if unreadable:
+      print(f'{unreadable} unreadable images skipped', file=sys.stderr)
+    return 0
+  try:
+    result = (pipeline.train(config, workdir) if mode == 'train'
+              else pipeline.evaluate_only(config, workdir))
+  except Preempted as stopped:
+    print(stopped, file=sys.stderr, flush=True)
+    return PREEMPTED_EXIT
+  print(report.format_table(result.voc, result.coco), flush=True)
+  print(pipeline.summary_line(result), flush=True)
+  return 0
+
+
+def _proposals(config, workdir: str) -> int:
   import jax  # pylint: disable=g-import-not-at-top
   from sppnet_jax.core.parallel import sync_processes  # pylint: disable=g-import-not-at-top
   from sppnet_jax.detection import data, proposal_job  # pylint: disable=g-import-not-at-top

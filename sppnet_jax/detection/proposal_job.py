@@ -16,7 +16,7 @@ import os
 
 from sppnet_jax.core.data import corrupt
 from sppnet_jax.detection import data, proposals
-from sppnet_jax.detection.config import proposal_dir
+from sppnet_jax.detection.config import proposal_dir, splits_of
 from sppnet_jax.errors import DataError
 
 PRESETS = {'rcnn_fast': proposals.RCNN_FAST,
@@ -65,7 +65,7 @@ def make_proposals(config, workdir: str, *, process_index: int = 0,
   process's shards."""
   source = data.open_source(config)
   reports = []
-  for split in dict.fromkeys([config.train_split, config.eval_split]):
+  for split in splits_of(config):
     directory = proposal_dir(config, workdir, split)
     store = proposals.ProposalStore(directory)
     skipped_before = corrupt.num_skipped_images(split)

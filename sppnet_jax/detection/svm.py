@@ -227,6 +227,44 @@ def solve_svm(features, labels, *, c: float = 1e-3,
   return SvmSolution(svm, alpha, float(primal), dual, violation, epochs)
 
 
+def solve_svm_liblinear(features, labels, *, c: float = 1e-3,
+                        positive_weight: float = 2.0,
+                        bias_multiplier: float = 10.0, tol: float = 1e-3,
+                        seed: int = 0) -> SvmSolution:
+  """The same problem solved by liblinear itself (scikit-learn's LinearSVC,
+  loss='hinge', dual: liblinear `-s 3`, its bias a feature of value
+  `bias_multiplier` regularised like the weights): the authors' solver, and
+  2.4x faster than `solve_svm` on a VOC-sized cache (benchmarks/svm.py). The
+  dual variables are not exposed: alpha is empty, dual and violation NaN."""
+  from sklearn.svm import LinearSVC  # pylint: disable=g-import-not-at-top
+  x = np.ascontiguousarray(features, np.float32)
+  labels = np.asarray(labels)
+  if x.ndim != 2 or labels.shape != (x.shape[0],):
+    raise DataError(f'solve_svm_liblinear needs (N, D) features and (N,) '
+                    f'labels, got {x.shape} and {labels.shape}')
+  if not np.isfinite(x).all():
+    raise DataError('SVM features contain NaN or inf; check the fc7 cache')
+  y = np.where(labels.astype(np.float64) > 0, 1, -1)
+  if len(np.unique(y)) < 2:
+    raise DataError('an SVM needs positives and negatives, got one kind')
+  model = LinearSVC(loss='hinge', dual=True, C=c, tol=tol,
+                    intercept_scaling=bias_multiplier,
+                    class_weight={1: positive_weight}, random_state=seed,
+                    max_iter=100000)
+  model.fit(x, y)
+  w = model.coef_[0].astype(np.float64)
+  b = float(model.intercept_[0])
+  margins = y * (x.astype(np.float64) @ w + b)
+  upper = np.where(y > 0, c * positive_weight, c)
+  primal = (0.5 * (w @ w + (b / bias_multiplier) ** 2)
+            + float(np.sum(upper * np.maximum(0.0, 1.0 - margins))))
+  return SvmSolution(LinearSvm(w.astype(np.float32), b), np.zeros(0),
+                     primal, float('nan'), float('nan'), int(model.n_iter_))
+
+
+SOLVERS = {'liblinear': solve_svm_liblinear, 'jax': solve_svm}
+
+
 # --------------------------------------------------------------------------
 # Hard-negative mining.
 

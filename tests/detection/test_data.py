@@ -181,9 +181,10 @@ def test_missing_folders_and_splits(tmp_path):
 def test_embedded_set_reads_through_the_coco_source(tmp_path):
   from sppnet_jax.detection import embedded_data  # pylint: disable=g-import-not-at-top
   root = embedded_data.ensure_embedded_detection_dataset(
-      str(tmp_path / 'embedded'), num_train=10, num_test=5, num_workers=0)
-  source = data.CocoFolderSource(root, ['train', 'test'])
-  for split, count in (('train', 10), ('test', 5)):
+      str(tmp_path / 'embedded'), num_train=10, num_val=3, num_test=5,
+      num_workers=0)
+  source = data.CocoFolderSource(root, ['train', 'val', 'test'])
+  for split, count in (('train', 10), ('val', 3), ('test', 5)):
     with open(os.path.join(root, split, data.ANNOTATIONS_FILE)) as f:
       coco = json.load(f)
     ids = sorted(c['id'] for c in coco['categories'])

@@ -1,11 +1,12 @@
-"""Tests of the embedded detection set: a small set (12 train / 6 test images)
-read back with pycocotools and PIL; each image re-drawn through the public
+"""Tests of the embedded detection set: a small set (12 train / 4 val / 6 test
+images) read back with pycocotools and PIL; each image re-drawn through the public
 `render_example` and re-composed here pixel by pixel with PIL's integer blend
 ((a * (255 - m) + b * m) / 255, rounded) and clipped noise, so that the masks
 are proven to be what the image shows; the boxes re-derived here from those
 masks with their own visibility rule and loops; the build's atomicity and
-reuse."""
+reuse; the val split's images are none of train's or test's."""
 
+import hashlib
 import json
 import logging
 import os
@@ -19,7 +20,8 @@ from sppnet_jax.detection import embedded_data
 from sppnet_jax.errors import DataError
 from tests.helpers import tree_bytes
 
-NUM_TRAIN, NUM_TEST = 12, 6
+NUM_TRAIN, NUM_VAL, NUM_TEST = 12, 4, 6
+COUNTS = (('train', NUM_TRAIN), ('val', NUM_VAL), ('test', NUM_TEST))
 IDS = [1, 2, 3, 5, 7, 11, 13, 17]
 
 
@@ -27,7 +29,8 @@ IDS = [1, 2, 3, 5, 7, 11, 13, 17]
 def small_set(tmp_path_factory):
   parent = tmp_path_factory.mktemp('detection_set')
   root = embedded_data.ensure_embedded_detection_dataset(
-      str(parent / 'set'), num_train=NUM_TRAIN, num_test=NUM_TEST)
+      str(parent / 'set'), num_train=NUM_TRAIN, num_val=NUM_VAL,
+      num_test=NUM_TEST)
   return root
 
 
@@ -75,13 +78,24 @@ def _visible_fraction(masks, i):
 
 def test_layout_and_coco_index(small_set):
   root = small_set
-  assert sorted(os.listdir(root)) == ['.complete', 'test', 'train']
+  assert sorted(os.listdir(root)) == ['.complete', 'test', 'train', 'val']
   assert os.listdir(os.path.dirname(root)) == ['set']  # no temporary folder
+  with open(os.path.join(root, embedded_data.MARKER)) as f:
+    marker = json.load(f)
+  assert {k: marker[k] for k in ('version', 'num_train', 'num_val',
+                                 'num_test')} == {
+                                     'version': 2, 'num_train': NUM_TRAIN,
+                                     'num_val': NUM_VAL, 'num_test': NUM_TEST}
   sizes = set()
-  for split, count in (('train', NUM_TRAIN), ('test', NUM_TEST)):
+  for split, count in COUNTS:
     split_dir = os.path.join(root, split)
     assert sorted(os.listdir(split_dir)) == ['annotations.json', 'images']
     coco = COCO(os.path.join(split_dir, 'annotations.json'))
+    assert coco.dataset['info']['version'] == '2'
+    assert split in coco.dataset['info']['description']
+    assert marker[f'num_{split}_objects'] == len(coco.dataset['annotations'])
+    assert marker[f'num_{split}_difficult'] == sum(
+        a['difficult'] for a in coco.dataset['annotations'])
     assert sorted(coco.getImgIds()) == list(range(1, count + 1))
     assert coco.getCatIds() == IDS
     assert [c['name'] for c in coco.loadCats(IDS)] == [
@@ -115,7 +129,7 @@ def test_layout_and_coco_index(small_set):
 
 
 def test_images_are_composed_from_the_masks_and_boxes_are_tight(small_set):
-  for split, count in (('train', NUM_TRAIN), ('test', NUM_TEST)):
+  for split, count in COUNTS:
     split_dir = os.path.join(small_set, split)
     with open(os.path.join(split_dir, 'annotations.json')) as f:
       coco = json.load(f)
@@ -138,6 +152,37 @@ def test_images_are_composed_from_the_masks_and_boxes_are_tight(small_set):
       for i, ann in enumerate(anns):
         assert tuple(ann['bbox']) == _visible_box(masks, i)
         assert ann['difficult'] == int(example.difficult[i])
+
+
+def test_val_images_are_none_of_train_or_test(small_set):
+  """Val is disjoint from train and test by content: no two images of the set
+  have the same JPEG bytes or the same pixels, and each split has its own seed
+  code, fixed whatever the position of the split in SPLITS."""
+  assert embedded_data.SPLITS == ('train', 'val', 'test')
+  assert embedded_data.NUM_VAL == 100
+  codes = {split: embedded_data.example_seed(split, 0)[2]
+           for split in embedded_data.SPLITS}
+  assert codes == {'train': 0, 'test': 1, 'val': 2}
+  assert embedded_data.example_seed('val', 7)[-1] == 7
+  file_hashes, pixel_hashes = {}, {}
+  for split, count in COUNTS:
+    images = os.path.join(small_set, split, 'images')
+    names = sorted(os.listdir(images))
+    assert len(names) == count
+    for name in names:
+      with open(os.path.join(images, name), 'rb') as f:
+        data = f.read()
+      file_hashes.setdefault(hashlib.sha256(data).hexdigest(), []).append(
+          (split, name))
+    for index in range(count):
+      pixels = np.asarray(_example(split, index).image).tobytes()
+      pixel_hashes.setdefault(hashlib.sha256(pixels).hexdigest(), []).append(
+          (split, index))
+  num_images = NUM_TRAIN + NUM_VAL + NUM_TEST
+  assert len(file_hashes) == num_images, [
+      v for v in file_hashes.values() if len(v) > 1]
+  assert len(pixel_hashes) == num_images, [
+      v for v in pixel_hashes.values() if len(v) > 1]
 
 
 def test_occlusion_difficult_objects_and_sizes_occur():
@@ -170,20 +215,32 @@ def test_occlusion_difficult_objects_and_sizes_occur():
 
 def test_deterministic_across_builds_and_processes(small_set, tmp_path):
   again = embedded_data.ensure_embedded_detection_dataset(
-      str(tmp_path / 'again'), num_train=NUM_TRAIN, num_test=NUM_TEST)
+      str(tmp_path / 'again'), num_train=NUM_TRAIN, num_val=NUM_VAL,
+      num_test=NUM_TEST)
   assert tree_bytes(again) == tree_bytes(small_set)
   # 64 images are drawn by a pool of processes: the same files as in one
-  # process, and each image does not depend on the set's size.
+  # process, and each image does not depend on the set's size (nor on the
+  # size of the other splits).
   pool = embedded_data.ensure_embedded_detection_dataset(
-      str(tmp_path / 'pool'), num_train=48, num_test=16, num_workers=2)
+      str(tmp_path / 'pool'), num_train=40, num_val=8, num_test=16,
+      num_workers=2)
   serial = embedded_data.ensure_embedded_detection_dataset(
-      str(tmp_path / 'serial'), num_train=48, num_test=16, num_workers=1)
+      str(tmp_path / 'serial'), num_train=40, num_val=8, num_test=16,
+      num_workers=1)
   assert tree_bytes(pool) == tree_bytes(serial)
   small = tree_bytes(small_set)
   big = tree_bytes(pool)
   for name in ('train/images/000001.jpg', 'train/images/000012.jpg',
+               'val/images/000001.jpg', 'val/images/000004.jpg',
                'test/images/000006.jpg'):
     assert big[name] == small[name]
+  # Without val, train and test are the same images.
+  no_val = tree_bytes(embedded_data.ensure_embedded_detection_dataset(
+      str(tmp_path / 'no_val'), num_train=2, num_val=0, num_test=2))
+  assert sorted(n for n in no_val if n.startswith('val/')) == [
+      'val/annotations.json']
+  for name in ('train/images/000002.jpg', 'test/images/000002.jpg'):
+    assert no_val[name] == small[name]
 
 
 def test_a_second_call_reuses_the_set(small_set, caplog):
@@ -192,15 +249,23 @@ def test_a_second_call_reuses_the_set(small_set, caplog):
   os.utime(path, (1, 1))
   try:
     assert embedded_data.ensure_embedded_detection_dataset(
-        small_set, num_train=NUM_TRAIN, num_test=NUM_TEST) == small_set
+        small_set, num_train=NUM_TRAIN, num_val=NUM_VAL,
+        num_test=NUM_TEST) == small_set
     assert os.stat(path).st_mtime == 1
+    assert not caplog.records
     # Asked for another size, it is still used as it is, with a warning.
-    with caplog.at_level(logging.WARNING):
-      assert embedded_data.ensure_embedded_detection_dataset(
-          small_set, num_train=NUM_TRAIN + 1, num_test=NUM_TEST) == small_set
-    assert 'delete the folder to remake it' in caplog.text
+    for num_train, num_val in ((NUM_TRAIN + 1, NUM_VAL),
+                               (NUM_TRAIN, NUM_VAL + 1)):
+      caplog.clear()
+      with caplog.at_level(logging.WARNING):
+        assert embedded_data.ensure_embedded_detection_dataset(
+            small_set, num_train=num_train, num_val=num_val,
+            num_test=NUM_TEST) == small_set
+      assert 'delete the folder to remake it' in caplog.text
     assert len(os.listdir(os.path.join(small_set, 'train', 'images'))) == (
         NUM_TRAIN)
+    assert len(os.listdir(os.path.join(small_set, 'val', 'images'))) == (
+        NUM_VAL)
   finally:
     os.utime(path, (stat.st_atime, stat.st_mtime))
 
@@ -211,13 +276,13 @@ def test_a_partial_or_foreign_folder_is_not_reused(tmp_path):
   (stale / 'train' / 'annotations.json').write_text('{}')
   with pytest.raises(DataError, match='delete it, or point'):
     embedded_data.ensure_embedded_detection_dataset(str(stale), num_train=1,
-                                                    num_test=1)
+                                                    num_val=1, num_test=1)
   assert os.listdir(stale) == ['train']  # untouched
   assert not embedded_data.is_complete(str(stale))
   empty = tmp_path / 'empty'
   empty.mkdir()
   embedded_data.ensure_embedded_detection_dataset(str(empty), num_train=1,
-                                                  num_test=1)
+                                                  num_val=1, num_test=1)
   assert embedded_data.is_complete(str(empty))
 
 
@@ -234,7 +299,7 @@ def test_crash_midway_leaves_no_partial_set(tmp_path, monkeypatch):
   monkeypatch.setattr(embedded_data, 'render_example', failing)
   with pytest.raises(RuntimeError, match='simulated crash'):
     embedded_data.ensure_embedded_detection_dataset(
-        str(tmp_path / 'set'), num_train=2, num_test=2)
+        str(tmp_path / 'set'), num_train=2, num_val=1, num_test=2)
   assert os.listdir(tmp_path) == []  # neither the set nor a temporary folder
 
 
@@ -246,14 +311,14 @@ def test_losing_a_race_uses_the_winners_set(tmp_path, monkeypatch):
   def racing(out_dir, counts, num_workers):
     monkeypatch.setattr(embedded_data, '_write_dataset', original)
     embedded_data.ensure_embedded_detection_dataset(root, num_train=1,
-                                                    num_test=1)
+                                                    num_val=1, num_test=1)
     with open(os.path.join(root, 'winner'), 'w') as f:
       f.write('1')
     return original(out_dir, counts, num_workers)
 
   monkeypatch.setattr(embedded_data, '_write_dataset', racing)
   assert embedded_data.ensure_embedded_detection_dataset(
-      root, num_train=1, num_test=1) == root
+      root, num_train=1, num_val=1, num_test=1) == root
   assert os.path.isfile(os.path.join(root, 'winner'))
   assert os.listdir(tmp_path) == ['set']
 
@@ -263,4 +328,4 @@ def test_default_root(monkeypatch, tmp_path):
   assert embedded_data.default_root() == str(tmp_path / 'x')
   monkeypatch.delenv('SPPNET_DETECTION_DATA_DIR')
   assert embedded_data.default_root().endswith(
-      os.path.join('.cache', 'sppnet_jax', 'embedded-detection-v1'))
+      os.path.join('.cache', 'sppnet_jax', 'embedded-detection-v2'))

@@ -13,16 +13,16 @@ import pytest
 from sppnet_jax.detection import embedded_data, proposals
 from tests.helpers import ROOT, main_command, _env
 
-RECIPE = 'configs/detection/default.py'
+RECIPE = 'configs/detection/tiny.py'
 CORRUPT = 'images/000002.jpg'
 
 
 @pytest.fixture(scope='module')
 def detection_data(tmp_path_factory):
-  """8 train images (one of them garbage) and 3 test images."""
+  """8 train images (one of them garbage), 2 val images and 3 test images."""
   root = str(tmp_path_factory.mktemp('detection') / 'data')
-  embedded_data.ensure_embedded_detection_dataset(root, num_train=8, num_test=3,
-                                                  num_workers=0)
+  embedded_data.ensure_embedded_detection_dataset(root, num_train=8, num_val=2,
+                                                  num_test=3, num_workers=0)
   with open(os.path.join(root, 'train', CORRUPT), 'wb') as f:
     f.write(b'not a jpeg')
   return root
@@ -32,7 +32,9 @@ def _start(data_dir, workdir, *extra):
   return subprocess.Popen(
       main_command(f'--workdir={workdir}', '--mode=proposals',
                    f'--config.data_dir={data_dir}',
-                   '--config.proposals.num_workers=0', *extra, recipe=RECIPE),
+                   '--config.proposals.num_workers=0',
+                   '--config.proposals.min_side=20',
+                   '--config.finetune.val_split=', *extra, recipe=RECIPE),
       cwd=ROOT, env=_env(None), stdout=subprocess.PIPE,
       stderr=subprocess.PIPE, text=True)
 

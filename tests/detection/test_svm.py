@@ -187,3 +187,23 @@ def test_mining_with_real_solver_multiclass():
 def test_mining_needs_positives():
   with pytest.raises(DataError):
     svm.train_svms([np.zeros((0, 3), np.float32)], lambda: iter(()))
+
+
+def test_liblinear_solves_the_same_problem_as_the_jax_solver():
+  """Both minimise 1/2|w|^2 + 1/2 (b/B)^2 + sum c_i hinge_i: at tight
+  tolerances their objectives (recomputed here) agree."""
+  rng = np.random.default_rng(5)
+  x = np.abs(rng.normal(size=(300, 20))).astype(np.float32)
+  y = np.where(x[:, 0] + 0.3 * rng.normal(size=300) > 0.9, 1, -1)
+  x *= 20 / np.linalg.norm(x, axis=1).mean()
+
+  def objective(s, c=1e-2, w1=2.0, bias_mult=10.0):
+    w, b = s.weights.astype(np.float64), s.bias
+    hinge = np.maximum(0, 1 - y * (x.astype(np.float64) @ w + b))
+    return 0.5 * (w @ w + (b / bias_mult) ** 2) + np.sum(
+        np.where(y > 0, c * w1, c) * hinge)
+
+  ours = svm.solve_svm(x, y, c=1e-2, tol=1e-6).svm
+  theirs = svm.solve_svm_liblinear(x, y, c=1e-2, tol=1e-6)
+  assert objective(theirs.svm) == pytest.approx(objective(ours), rel=1e-4)
+  assert theirs.primal == pytest.approx(objective(theirs.svm), rel=1e-6)

@@ -1,0 +1,141 @@
+"""The trained detector applied to one image: proposals pooled from its conv5
+maps, fc6/fc7, class scores (SVMs or softmax), per-class NMS, the best
+detections of the image, then box regression of those (the authors' order:
+NMS on the proposals' boxes, regression after).
+
+The same `detect_from_maps` serves evaluation (maps from the cache) and
+`--mode=detect` (maps computed from the image), so the two cannot disagree on
+anything but the maps' storage precision.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from sppnet_jax.detection import box_regression
+from sppnet_jax.detection import boxes as box_lib
+from sppnet_jax.detection import head, nms
+from sppnet_jax.detection.features import ScaledMap, pool_boxes, padded_count
+from sppnet_jax.detection.regions import PoolingSettings
+from sppnet_jax.detection.stage_files import load_npz, save_npz
+from sppnet_jax.errors import DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearClassifiers:
+  """K linear classifiers on one layer's features scaled by feature_scale:
+  score = (feature_scale * x) @ weights + bias."""
+  layer: str
+  weights: np.ndarray  # (D, K) float32
+  bias: np.ndarray  # (K,) float32
+  feature_scale: float
+
+  def __call__(self, features: np.ndarray) -> np.ndarray:
+    return (self.feature_scale * np.asarray(features, np.float32)
+            ) @ self.weights + self.bias
+
+  def save(self, path: str) -> None:
+    save_npz(path, layer=np.array(self.layer), weights=self.weights,
+             bias=self.bias, feature_scale=np.float64(self.feature_scale))
+
+  @classmethod
+  def load(cls, path: str) -> 'LinearClassifiers':
+    f = load_npz(path, ('layer', 'weights', 'bias', 'feature_scale'))
+    return cls(str(f['layer']), f['weights'], f['bias'],
+               float(f['feature_scale']))
+
+
+@dataclasses.dataclass(frozen=True)
+class Detections:
+  """One image's detections, best first: boxes (N, 4) float32 in the library
+  convention, scores (N,), classes (N,) int (dataset labels 0..K-1)."""
+  boxes: np.ndarray
+  scores: np.ndarray
+  classes: np.ndarray
+
+
+@dataclasses.dataclass
+class Detector:
+  """fc6-fc8 of the fine-tuned detector with its classifiers and regressor."""
+  model: object  # the SPP-net with (classes + 1) outputs
+  params: dict  # its fc6-fc8 (only these see regions)
+  pooling: PoolingSettings
+  num_classes: int
+  classifier: LinearClassifiers | None = None  # None: softmax of fc8
+  regressor: box_regression.BoxRegressor | None = None
+  nms_iou: float = 0.3
+  max_per_image: int = 100
+  pre_nms_per_class: int = 300
+  batch_boxes: int = 1024
+
+  def region_outputs(self, maps: Sequence[ScaledMap], boxes, height: int,
+                     width: int) -> dict:
+    """{'pool5', 'fc6', 'fc7', 'logits'} (R, .) of (R, 4) boxes, as NumPy."""
+    pooled = pool_boxes(maps, boxes, height, width, self.pooling.scales,
+                        self.pooling.levels,
+                        scale_rule=self.pooling.scale_rule,
+                        projection_rule=self.pooling.projection_rule,
+                        input_size=self.pooling.input_size)
+    return layer_outputs(self.model, self.params, pooled, self.batch_boxes)
+
+  def class_scores(self, outputs: dict) -> np.ndarray:
+    """(R, K) scores of the dataset's classes."""
+    if self.classifier is None:
+      logits = outputs['logits'].astype(np.float64)
+      logits -= logits.max(axis=1, keepdims=True)
+      probs = np.exp(logits)
+      probs /= probs.sum(axis=1, keepdims=True)
+      return probs[:, 1:].astype(np.float32)
+    return self.classifier(outputs[self.classifier.layer])
+
+  def detect_from_maps(self, maps: Sequence[ScaledMap], proposals,
+                       height: int, width: int) -> Detections:
+    proposals = np.asarray(proposals, np.float32).reshape(-1, 4)
+    if not len(proposals):
+      return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
+                        np.zeros(0, np.int64))
+    outputs = self.region_outputs(maps, proposals, height, width)
+    scores = self.class_scores(outputs)
+    rows, classes = select(proposals, scores, self.nms_iou,
+                           self.pre_nms_per_class, self.max_per_image)
+    boxes = proposals[rows]
+    if self.regressor is not None and len(rows):
+      deltas = box_regression.predict(self.regressor, outputs['pool5'][rows],
+                                      classes)
+      boxes = box_lib.clip_to_image(box_regression.decode(boxes, deltas),
+                                    height, width).astype(np.float32)
+    return Detections(boxes, scores[rows, classes], classes)
+
+
+def layer_outputs(model, params, pooled: np.ndarray, batch_boxes: int) -> dict:
+  """`head.layer_outputs` over (R, D) pooled rows in padded chunks of at most
+  `batch_boxes` (few compilations, bounded memory)."""
+  outputs = {}
+  for start in range(0, len(pooled), batch_boxes):
+    chunk = pooled[start:start + batch_boxes]
+    padded = padded_count(len(chunk), batch_boxes)
+    part = head.layer_outputs(model, params, np.pad(
+        chunk, ((0, padded - len(chunk)), (0, 0))))
+    for name, value in part.items():
+      outputs.setdefault(name, []).append(np.asarray(value)[:len(chunk)])
+  if not outputs:
+    raise DataError('no regions to score')
+  return {name: np.concatenate(parts) for name, parts in outputs.items()}
+
+
+def select(boxes, scores, nms_iou: float, pre_nms_per_class: int,
+           max_per_image: int) -> tuple[np.ndarray, np.ndarray]:
+  """(rows, classes) of the kept detections, best first: per class the
+  `pre_nms_per_class` best boxes, greedy NMS at `nms_iou`, then the
+  `max_per_image` best over all classes."""
+  num_boxes, num_classes = scores.shape
+  take = min(pre_nms_per_class, num_boxes)
+  top = np.argsort(-scores, axis=0, kind='stable')[:take]  # (take, K)
+  rows = top.T.reshape(-1)
+  classes = np.repeat(np.arange(num_classes), take)
+  kept = nms.batched_nms(boxes[rows], scores[rows, classes], classes, nms_iou,
+                         max_per_image)
+  return rows[kept], classes[kept]

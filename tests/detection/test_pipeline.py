@@ -1,0 +1,206 @@
+"""The whole detection pipeline through main.py on a handful of images:
+train (every stage), eval, detect; the same results on 8 devices and on 2
+processes x 2 devices as on one; a run stopped by SIGTERM or kill -9 in each
+stage resumes to the results of an uninterrupted run."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from sppnet_jax.detection import embedded_data
+from tests.classification.test_checkpoint_compat import SAVED
+from tests.helpers import ROOT, _env, main_command
+
+RECIPE = 'tests/detection/small_recipe.py'
+CORRUPT = 'images/000002.jpg'
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+  """(data folder, backbone workdir): 12 train images (one garbage), 3 val,
+  4 test; the narrow test SPP-net as the backbone."""
+  root = tmp_path_factory.mktemp('pipeline')
+  data = str(root / 'data')
+  embedded_data.ensure_embedded_detection_dataset(
+      data, num_train=12, num_val=3, num_test=4, num_workers=0)
+  with open(os.path.join(data, 'train', CORRUPT), 'wb') as f:
+    f.write(b'not a jpeg')
+  backbone = root / 'backbone'
+  shutil.copytree(SAVED, backbone / 'checkpoints')
+  return data, str(backbone)
+
+
+def _args(setup, workdir, *extra):
+  data, backbone = setup
+  return [f'--workdir={workdir}', f'--config.data_dir={data}',
+          f'--config.detection.backbone={backbone}', *extra]
+
+
+def _start(setup, workdir, *extra, devices=None):
+  return subprocess.Popen(main_command(*_args(setup, workdir, *extra),
+                                       recipe=RECIPE),
+                          cwd=ROOT, env=_env(devices), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def _run(setup, workdir, *extra, devices=None):
+  process = _start(setup, workdir, *extra, devices=devices)
+  out, err = process.communicate(timeout=900)
+  return process.returncode, out, err
+
+
+def _result(workdir):
+  with open(os.path.join(workdir, 'eval', 'detection.json')) as f:
+    return json.load(f)
+
+
+def _finetuned(workdir):
+  """The fine-tuned fc6-fc8 at the last step, read with Orbax directly."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  folder = os.path.join(workdir, 'finetune', 'checkpoints')
+  step = max(int(n) for n in os.listdir(folder) if n.isdigit())
+  import jax  # pylint: disable=g-import-not-at-top
+  path = os.path.join(folder, str(step), 'state')
+  checkpointer = ocp.StandardCheckpointer()
+  metadata = checkpointer.metadata(path)
+  tree = getattr(metadata, 'item_metadata', metadata)
+  one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), tree)
+  return step, checkpointer.restore(path, target)['params']
+
+
+def _leaves(tree):
+  import jax  # pylint: disable=g-import-not-at-top
+  return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+@pytest.fixture(scope='module')
+def reference(setup, tmp_path_factory):
+  """One uninterrupted run on one device."""
+  workdir = str(tmp_path_factory.mktemp('reference') / 'run')
+  code, out, err = _run(setup, workdir)
+  assert code == 0, err
+  return workdir, out, err
+
+
+def test_train_eval_detect(setup, reference, tmp_path):
+  workdir, out, err = reference
+  lines = out.splitlines()
+  assert lines[0].split() == ['class', 'AP', '(%)']
+  assert [line.split()[0] for line in lines[1:9]] == [
+      name for _, name in embedded_data.CATEGORIES]
+  assert lines[-1].startswith('test VOC07 mAP ')
+  assert 'on 4 images' in lines[-1]
+  assert 'Skipped 1 unreadable train image(s)' in err
+  result = _result(workdir)
+  assert set(result['ap']) == {name for _, name in embedded_data.CATEGORIES}
+  assert 0 <= result['map'] <= 1 and 'coco' in result
+  for name in ('svm.npz', 'bbox.npz'):
+    assert os.path.exists(os.path.join(workdir, 'detector', name))
+  step, _ = _finetuned(workdir)
+  assert step == 6
+  # 11 readable train images, mirrored too; val and test plain.
+  assert len(os.listdir(os.path.join(workdir, 'features', 'train'))) == 12
+  # eval scores the same detector again: the same table.
+  code, again, err = _run(setup, workdir, '--mode=eval')
+  assert code == 0, err
+  assert again == out
+  # detect on [good, corrupt, good]: the corrupt one is reported, the others
+  # get their JSON line and PNG.
+  data = setup[0]
+  good = os.path.join(data, 'test', 'images', '000001.jpg')
+  broken = tmp_path / 'broken.jpg'
+  broken.write_bytes(b'\xff\xd8 truncated')
+  code, out, err = _run(setup, workdir, '--mode=detect',
+                        f'--images={good},{broken},{good}')
+  assert code == 0, err
+  rows = [json.loads(line) for line in out.splitlines()]
+  assert [r['file'] for r in rows] == [good, str(broken), good]
+  assert 'error' in rows[1] and 'not a readable image' in rows[1]['error']
+  assert rows[0]['detections'] == rows[2]['detections']
+  assert os.path.basename(rows[0]['drawn']) == '000001.png'
+  assert os.path.basename(rows[2]['drawn']) == '000001-2.png'
+  for row in (rows[0], rows[2]):
+    assert os.path.getsize(row['drawn']) > 0
+    for d in row['detections']:
+      x0, y0, x1, y1 = d['box']
+      assert 0 <= x0 < x1 and 0 <= y0 < y1
+  assert '1 unreadable images skipped' in err
+
+
+def _assert_same_run(workdir, reference_dir, rtol=1e-5):
+  step, params = _finetuned(workdir)
+  want_step, want = _finetuned(reference_dir)
+  assert step == want_step
+  for got, expected in zip(_leaves(params), _leaves(want)):
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=1e-6)
+  got, expected = _result(workdir), _result(reference_dir)
+  assert got['map'] == pytest.approx(expected['map'], abs=1e-6)
+
+
+def test_eight_devices_give_the_results_of_one(setup, reference, tmp_path):
+  workdir = str(tmp_path / 'run')
+  code, _, err = _run(setup, workdir, devices=8)
+  assert code == 0, err
+  _assert_same_run(workdir, reference[0])
+
+
+def test_two_processes_of_two_devices_give_the_results_of_one(
+    setup, reference, tmp_path):
+  workdir = str(tmp_path / 'run')
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  processes = [_start(setup, workdir, f'--coordinator_address=127.0.0.1:{port}',
+                      '--num_processes=2', f'--process_id={p}', devices=2)
+               for p in range(2)]
+  outputs = [p.communicate(timeout=900) for p in processes]
+  for process, (_, err) in zip(processes, outputs):
+    assert process.returncode == 0, err
+  assert outputs[0][0].splitlines()[-1] == outputs[1][0].splitlines()[-1]
+  _assert_same_run(workdir, reference[0])
+
+
+def _wait_for(path_fn, process, timeout=600):
+  start = time.time()
+  while not path_fn():
+    assert process.poll() is None, process.communicate()[1]
+    assert time.time() - start < timeout
+    time.sleep(0.05)
+
+
+@pytest.mark.parametrize('stage,how', [('features', 'kill'),
+                                       ('finetune', 'sigterm'),
+                                       ('finetune', 'kill'), ('svm', 'kill')])
+def test_a_stopped_run_resumes_to_the_same_results(setup, reference, tmp_path,
+                                                   stage, how):
+  """SIGTERM in fine-tuning saves and exits 143; elsewhere (no state to
+  save: every stage file is written whole) it ends the process as kill -9
+  does."""
+  workdir = str(tmp_path / 'run')
+  process = _start(setup, workdir)
+  marker = {
+      'features': lambda: os.path.isdir(os.path.join(workdir, 'features',
+                                                     'train')) and len(
+          os.listdir(os.path.join(workdir, 'features', 'train'))) >= 3,
+      'finetune': lambda: os.path.isdir(os.path.join(
+          workdir, 'finetune', 'checkpoints', '2')),
+      'svm': lambda: os.path.isdir(os.path.join(workdir, 'finetune',
+                                                'checkpoints', '6')),
+  }[stage]
+  _wait_for(marker, process)
+  process.send_signal(signal.SIGTERM if how == 'sigterm' else signal.SIGKILL)
+  process.communicate(timeout=600)
+  if how == 'sigterm':
+    assert process.returncode == 143
+  code, _, err = _run(setup, workdir)
+  assert code == 0, err
+  _assert_same_run(workdir, reference[0], rtol=0)
