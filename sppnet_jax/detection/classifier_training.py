@@ -89,18 +89,22 @@ def train_classifiers(detector: Detector, store: Conv5Store,
     gt_feats, gt_labels, *_ = features(image_id)
     for k in np.unique(gt_labels):
       positives[k].append(scale * gt_feats[gt_labels == k])
-  missing = [k for k in range(num_classes) if not positives[k]]
-  if missing:
-    raise DataError(f'classes {missing} have no ground-truth box in the '
-                    'training split: an SVM cannot be trained for them.')
-  positives = [np.concatenate(p) for p in positives]
+  present = [k for k in range(num_classes) if positives[k]]
+  if not present:
+    raise DataError('the training split has no ground-truth box: no SVM '
+                    'can be trained.')
+  if len(present) < num_classes:
+    logging.warning('Classes %s have no ground-truth box in the training '
+                    'split: they get no SVM and are never detected.',
+                    sorted(set(range(num_classes)) - set(present)))
+  positives = [np.concatenate(positives[k]) for k in present]
 
   def batches():
     for image_id in image_ids:
       _, gt_labels, feats, proposals, gt_boxes = features(image_id)
       if len(proposals):
         yield image_id, scale * feats, svm.class_overlaps(
-            proposals, gt_boxes, gt_labels, num_classes)
+            proposals, gt_boxes, gt_labels, num_classes)[:, present]
 
   config = svm.SvmConfig(
       c=settings.c, positive_weight=settings.positive_weight,
@@ -111,12 +115,16 @@ def train_classifiers(detector: Detector, store: Conv5Store,
       retrain_limit=settings.retrain_limit)
   result = svm.train_svms(positives, batches, config,
                           solver=svm.SOLVERS[settings.solver])
-  for k, positives_k, negatives, primal, evicted in result.history[-num_classes:]:
+  for k, positives_k, negatives, primal, evicted in (
+      result.history[-len(present):]):
     logging.info('SVM of class %d: %d positives, %d negatives, primal %.4g, '
-                 '%d evicted.', k, positives_k, negatives, primal, evicted)
-  return LinearClassifiers(
-      settings.layer, np.stack([s.weights for s in result.svms], axis=1),
-      np.asarray([s.bias for s in result.svms], np.float32), scale)
+                 '%d evicted.', present[k], positives_k, negatives, primal, evicted)
+  dim = positives[0].shape[1]
+  weights = np.zeros((dim, num_classes), np.float32)
+  bias = np.full(num_classes, -np.inf, np.float32)  # never detected
+  for k, trained in zip(present, result.svms):
+    weights[:, k], bias[k] = trained.weights, trained.bias
+  return LinearClassifiers(settings.layer, weights, bias, scale)
 
 
 def train_box_regressor(detector: Detector, store: Conv5Store,

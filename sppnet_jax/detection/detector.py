@@ -136,6 +136,8 @@ def select(boxes, scores, nms_iou: float, pre_nms_per_class: int,
   top = np.argsort(-scores, axis=0, kind='stable')[:take]  # (take, K)
   rows = top.T.reshape(-1)
   classes = np.repeat(np.arange(num_classes), take)
+  finite = np.isfinite(scores[rows, classes])  # classes without a model
+  rows, classes = rows[finite], classes[finite]
   kept = nms.batched_nms(boxes[rows], scores[rows, classes], classes, nms_iou,
                          max_per_image)
   return rows[kept], classes[kept]

@@ -32,7 +32,6 @@ import collections
 import dataclasses
 import json
 import os
-import tempfile
 import time
 from typing import Iterable, Sequence
 
@@ -40,7 +39,7 @@ import numpy as np
 
 from sppnet_jax.detection import features as feature_lib
 from sppnet_jax.detection.proposals import file_name_of, image_id_of_file_name
-from sppnet_jax.detection.stage_files import save_npz
+from sppnet_jax.detection.stage_files import save_npz, write_atomically
 from sppnet_jax.errors import DataError
 
 SETTINGS_FILE = 'conv5.json'
@@ -111,10 +110,8 @@ class Conv5Store:
             f'({", ".join(f"{k}: {saved.get(k)!r} -> {settings.get(k)!r}" for k in changed)}): '
             'use another --workdir or --config.features.dir, or delete it.')
       return
-    fd, tmp = tempfile.mkstemp(dir=self.directory, prefix='.settings-')
-    with os.fdopen(fd, 'w') as f:
-      json.dump(settings, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    text = json.dumps(settings, indent=1, sort_keys=True).encode()
+    write_atomically(path, lambda f: f.write(text))
 
   def save(self, image: CachedImage) -> None:
     arrays = {'height': np.int64(image.height), 'width': np.int64(image.width),

@@ -106,6 +106,7 @@ import cv2
 import numpy as np
 
 from sppnet_jax.detection import boxes as box_lib
+from sppnet_jax.detection import stage_files
 from sppnet_jax.errors import ConfigError, DataError
 
 COLOR_SPACES = ('hsv', 'lab')
@@ -394,19 +395,8 @@ class ProposalStore:
     where = f'proposals of image {image_id!r}'
     boxes = _checked_boxes(boxes, where)
     _check_not_reversed(boxes, boxes, where, ' (boxes are (y0, x0, y1, x1))')
-    os.makedirs(self.directory, exist_ok=True)
-    handle, temp = tempfile.mkstemp(
-        dir=self.directory, prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
-    try:
-      with os.fdopen(handle, 'wb') as f:
-        np.savez_compressed(f, boxes=boxes)
-        f.flush()
-        os.fsync(f.fileno())
-      os.replace(temp, path)
-    except BaseException:
-      if os.path.exists(temp):
-        os.remove(temp)
-      raise
+    stage_files.write_atomically(
+        path, lambda f: np.savez_compressed(f, boxes=boxes))
 
   def load(self, image_id: str,
            image_size: tuple[int, int] | None = None) -> np.ndarray:

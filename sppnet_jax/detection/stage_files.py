@@ -14,19 +14,29 @@ import numpy as np
 from sppnet_jax.errors import DataError
 
 
-def save_npz(path: str, **arrays) -> None:
-  """np.savez to `path`, atomically."""
+def write_atomically(path: str, write) -> None:
+  """Calls write(binary file) on a temporary file next to `path`, then renames
+  it to `path`: readers see the old file or the whole new one, never a part."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix='.npz')
+  fd, tmp = tempfile.mkstemp(dir=directory,
+                             prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
   try:
     with os.fdopen(fd, 'wb') as f:
-      np.savez(f, **arrays)
+      write(f)
+      f.flush()
+      os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def save_npz(path: str, **arrays) -> None:
+  """np.savez to `path`, atomically."""
+  write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
 def load_npz(path: str, keys) -> dict:

@@ -12,11 +12,12 @@ columns, so it marks exactly the box's extent.
 import colorsys
 import math
 import os
-import uuid
 from typing import Sequence
 
 import cv2
 import numpy as np
+
+from sppnet_jax.detection import stage_files
 
 _GOLDEN_RATIO_CONJUGATE = (math.sqrt(5) - 1) / 2
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -124,18 +125,7 @@ def save_png(path: str, image: np.ndarray) -> None:
   ok, encoded = cv2.imencode('.png', cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
   if not ok:
     raise OSError(f'OpenCV could not encode a PNG for {path}')
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  tmp = os.path.join(folder,
-                     f'.{os.path.basename(path)}.{uuid.uuid4().hex}.tmp')
-  try:
-    with open(tmp, 'xb') as f:  # the umask's permissions, unlike mkstemp's
-      f.write(encoded.tobytes())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  stage_files.write_atomically(path, lambda f: f.write(encoded.tobytes()))
 
 
 def output_name(image_path: str, taken: set[str]) -> str:

@@ -204,3 +204,34 @@ def test_a_stopped_run_resumes_to_the_same_results(setup, reference, tmp_path,
   code, _, err = _run(setup, workdir)
   assert code == 0, err
   _assert_same_run(workdir, reference[0], rtol=0)
+
+
+def test_the_voc07_recipe_trains_and_evaluates_on_the_genuine_builder(
+    setup, tmp_path):
+  """The fake VOCdevkit archives, prepared by TFDS's own voc/2007 builder,
+  through configs/detection/voc07.py (a few steps at a small scale)."""
+  from tests.detection import voc_fixture  # pylint: disable=g-import-not-at-top
+  manual, data = str(tmp_path / 'manual'), str(tmp_path / 'tfds')
+  voc_fixture.write_voc_archives(manual)
+  voc_fixture.prepare_voc2007(data, manual)
+  workdir = str(tmp_path / 'run')
+  process = subprocess.run(
+      main_command(f'--workdir={workdir}', f'--config.data_dir={data}',
+                   f'--config.manual_dir={manual}',
+                   f'--config.detection.backbone={setup[1]}',
+                   '--config.detection.scales=(128,)',
+                   '--config.proposals.num_workers=0',
+                   '--config.proposals.max_boxes=60',
+                   '--config.proposals.min_side=4',
+                   '--config.finetune.num_steps=3',
+                   '--config.finetune.batch_size=8',
+                   '--config.finetune.checkpoint_every_steps=1',
+                   '--config.test.batch_boxes=64',
+                   recipe='configs/detection/voc07.py'),
+      cwd=ROOT, env=_env(None), capture_output=True, text=True, timeout=900)
+  assert process.returncode == 0, process.stderr
+  lines = process.stdout.splitlines()
+  assert [line.split()[0] for line in lines[1:21]] == list(
+      voc_fixture.CLASSES)
+  assert lines[-1].startswith('test VOC07 mAP ')
+  assert _finetuned(workdir)[0] == 3
