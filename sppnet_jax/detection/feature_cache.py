@@ -144,10 +144,11 @@ class Conv5Store:
                       'delete it and rerun, it is remade.') from error
 
 
-def cache_settings(config, backbone_path: str) -> dict:
+def cache_settings(config, backbone_path: str, flip: bool) -> dict:
+  """The record of how a split's maps are made (`flip`: mirrored maps too)."""
   return {'scales': list(config.detection.scales),
           'size_step': int(config.detection.size_step),
-          'flip': bool(config.finetune.flip), 'dtype': config.features.dtype,
+          'flip': bool(flip), 'dtype': config.features.dtype,
           'backbone': backbone_path}
 
 

@@ -5,7 +5,7 @@ then every region proposal is pooled from them).
 Each scale resizes the image so that its short side is s, each side rounded to a
 multiple of `step` (the shape buckets of the full-image eval protocol), so the
 network compiles once per bucket, not once per image. Boxes are grouped by the
-scale they are pooled at and padded to a multiple of `box_bucket` with a mask,
+scale they are pooled at and padded (`padded_count`) with a mask,
 so region pooling compiles once per (map shape, padded count).
 """
 

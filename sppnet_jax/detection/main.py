@@ -50,15 +50,11 @@ def run(mode: str, config, workdir: str, *, images=(),
 
 def _proposals(config, workdir: str) -> int:
   import jax  # pylint: disable=g-import-not-at-top
-  from sppnet_jax.core.parallel import sync_processes  # pylint: disable=g-import-not-at-top
-  from sppnet_jax.detection import data, proposal_job  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.detection import data, pipeline  # pylint: disable=g-import-not-at-top
   # Every process, as classification does: hosts need not share a disk, and
   # the build is safe against a race (build_once).
   data.prepare_data(config)
-  reports = proposal_job.make_proposals(
-      config, workdir, process_index=jax.process_index(),
-      process_count=jax.process_count())
-  sync_processes('detection_proposals')
+  reports = pipeline.make_proposals(config, workdir)
   where = (f' (process {jax.process_index()} of {jax.process_count()})'
            if jax.process_count() > 1 else '')
   for r in reports:

@@ -17,7 +17,6 @@ skips what is done and resumes the stage that was running.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import runpy
 import time
@@ -96,14 +95,18 @@ def open_context(config, workdir: str) -> Context:
   return Context(config, workdir, backbone, tuple(source.class_names), pooling)
 
 
-def make_proposals(config, workdir: str) -> None:
-  for r in proposal_job.make_proposals(
+def make_proposals(config, workdir: str, splits=None) -> list:
+  """This process's share of the proposals of `splits` (default: all the
+  run reads), then a barrier; returns proposal_job's reports."""
+  reports = proposal_job.make_proposals(
       config, workdir, process_index=jax.process_index(),
-      process_count=jax.process_count()):
+      process_count=jax.process_count(), splits=splits)
+  for r in reports:
     logging.info('Proposals of %s: %d images (%d computed, %d there), %d '
                  'unreadable skipped.', r.split, r.images, r.computed, r.cached,
                  r.skipped_images)
   sync_processes('detection_proposals')
+  return reports
 
 
 def make_features(context: Context, splits) -> None:
@@ -115,8 +118,8 @@ def make_features(context: Context, splits) -> None:
   for split in splits:
     flip = config.finetune.flip and split == config.train_split
     store = context.conv5_store(split)
-    store.record_settings(dict(feature_cache.cache_settings(
-        config, backbone.path), flip=flip))
+    store.record_settings(feature_cache.cache_settings(config, backbone.path,
+                                                       flip))
     examples = data.decoded_examples(source, split,
                                      process_index=jax.process_index(),
                                      process_count=jax.process_count())
@@ -251,7 +254,7 @@ def evaluate_only(config, workdir: str) -> scoring.SplitScore:
   then its score."""
   data.prepare_data(config)
   context = open_context(config, workdir)
-  make_proposals(config, workdir)
+  make_proposals(config, workdir, [config.eval_split])
   make_features(context, [config.eval_split])
   return evaluate(context)
 
@@ -261,7 +264,3 @@ def summary_line(result: scoring.SplitScore) -> str:
           f'{100 * result.coco["ap"]:.2f}% (AP50 {100 * result.coco["ap50"]:.2f}'
           f'%) on {result.num_images} images, {result.num_detections} '
           'detections')
-
-
-def as_json(result: scoring.SplitScore) -> str:
-  return json.dumps(report.as_json(result.voc, result.coco))

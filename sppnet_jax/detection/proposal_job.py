@@ -60,12 +60,13 @@ def _check_precomputed(source, split, store, process_index, process_count):
 
 
 def make_proposals(config, workdir: str, *, process_index: int = 0,
-                   process_count: int = 1) -> list[SplitReport]:
-  """Computes (or checks) the proposals of the train and eval splits for this
-  process's shards."""
+                   process_count: int = 1,
+                   splits=None) -> list[SplitReport]:
+  """Computes (or checks) the proposals of `splits` (default: every split
+  the run reads) for this process's shards."""
   source = data.open_source(config)
   reports = []
-  for split in splits_of(config):
+  for split in splits_of(config) if splits is None else splits:
     directory = proposal_dir(config, workdir, split)
     store = proposals.ProposalStore(directory)
     skipped_before = corrupt.num_skipped_images(split)
