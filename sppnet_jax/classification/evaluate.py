@@ -141,7 +141,8 @@ def make_view_step(model, mesh: Mesh, spec: eval_views.ViewSpec | None = None):
       per_image = cells.shape[0]
       pooled = roi_spatial_pyramid_pool(
           conv5, np.tile(cells, (batch * num, 1)), tuple(model.spp_levels),
-          image_index=np.repeat(np.arange(batch * num), per_image))
+          image_index=np.repeat(np.arange(batch * num), per_image),
+          max_box_cells=tuple(int(n) for n in (cells[:, 2:] - cells[:, :2]).max(0)))
       logits = model.apply(variables, pooled, train=False, method='head')
       num *= per_image
     else:

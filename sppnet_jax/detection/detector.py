@@ -18,7 +18,7 @@ import numpy as np
 from sppnet_jax.detection import box_regression
 from sppnet_jax.detection import boxes as box_lib
 from sppnet_jax.detection import head, nms
-from sppnet_jax.detection.features import ScaledMap, pool_boxes, padded_count
+from sppnet_jax.detection.features import ScaledMap, padded_count, pool_groups
 from sppnet_jax.detection.regions import PoolingSettings
 from sppnet_jax.detection.stage_files import load_npz, save_npz
 from sppnet_jax.errors import DataError
@@ -71,15 +71,44 @@ class Detector:
   pre_nms_per_class: int = 300
   batch_boxes: int = 1024
 
+  def pooled_groups(self, maps: Sequence[ScaledMap], boxes, height: int,
+                    width: int) -> list:
+    """`features.pool_groups` with the detector's pooling settings: the
+    boxes pooled per scale, on the device."""
+    return pool_groups(maps, boxes, height, width, self.pooling.scales,
+                       self.pooling.levels, scale_rule=self.pooling.scale_rule,
+                       projection_rule=self.pooling.projection_rule,
+                       input_size=self.pooling.input_size)
+
+  def group_outputs(self, groups, num_boxes: int,
+                    layers: Sequence[str] = head.OUTPUT_LAYERS) -> dict:
+    """{layer: (num_boxes, .) NumPy} of `pooled_groups`' boxes, in the
+    boxes' order: fc6-fc8 applied on the device to at most `batch_boxes`
+    rows per call; only `layers` are computed and copied to the host."""
+    if not num_boxes:
+      raise DataError('no regions to score')
+    layers, out = tuple(layers), {}
+    for rows, pooled in groups:
+      for start in range(0, len(rows), self.batch_boxes):
+        chunk = rows[start:start + self.batch_boxes]
+        size = min(padded_count(len(chunk), self.batch_boxes),
+                   pooled.shape[0] - start)
+        part = head.layer_outputs(self.model, self.params, pooled, start, size,
+                                  layers)
+        for name, value in part.items():
+          if name not in out:
+            out[name] = np.zeros((num_boxes,) + value.shape[1:], np.float32)
+          out[name][chunk] = np.asarray(value)[:len(chunk)]
+    return out
+
   def region_outputs(self, maps: Sequence[ScaledMap], boxes, height: int,
-                     width: int) -> dict:
-    """{'pool5', 'fc6', 'fc7', 'logits'} (R, .) of (R, 4) boxes, as NumPy."""
-    pooled = pool_boxes(maps, boxes, height, width, self.pooling.scales,
-                        self.pooling.levels,
-                        scale_rule=self.pooling.scale_rule,
-                        projection_rule=self.pooling.projection_rule,
-                        input_size=self.pooling.input_size)
-    return layer_outputs(self.model, self.params, pooled, self.batch_boxes)
+                     width: int,
+                     layers: Sequence[str] = head.OUTPUT_LAYERS) -> dict:
+    """{layer: (R, .)} of (R, 4) boxes for `layers` of 'pool5', 'fc6', 'fc7',
+    'logits', as NumPy."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return self.group_outputs(self.pooled_groups(maps, boxes, height, width),
+                              len(boxes), layers)
 
   def class_scores(self, outputs: dict) -> np.ndarray:
     """(R, K) scores of the dataset's classes."""
@@ -97,33 +126,19 @@ class Detector:
     if not len(proposals):
       return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
                         np.zeros(0, np.int64))
-    outputs = self.region_outputs(maps, proposals, height, width)
-    scores = self.class_scores(outputs)
+    layer = 'logits' if self.classifier is None else self.classifier.layer
+    scores = self.class_scores(self.region_outputs(maps, proposals, height,
+                                                   width, (layer,)))
     rows, classes = select(proposals, scores, self.nms_iou,
                            self.pre_nms_per_class, self.max_per_image)
     boxes = proposals[rows]
     if self.regressor is not None and len(rows):
-      deltas = box_regression.predict(self.regressor, outputs['pool5'][rows],
-                                      classes)
+      pool5 = self.region_outputs(maps, proposals[rows], height, width,
+                                  ('pool5',))['pool5']
+      deltas = box_regression.predict(self.regressor, pool5, classes)
       boxes = box_lib.clip_to_image(box_regression.decode(boxes, deltas),
                                     height, width).astype(np.float32)
     return Detections(boxes, scores[rows, classes], classes)
-
-
-def layer_outputs(model, params, pooled: np.ndarray, batch_boxes: int) -> dict:
-  """`head.layer_outputs` over (R, D) pooled rows in padded chunks of at most
-  `batch_boxes` (few compilations, bounded memory)."""
-  outputs = {}
-  for start in range(0, len(pooled), batch_boxes):
-    chunk = pooled[start:start + batch_boxes]
-    padded = padded_count(len(chunk), batch_boxes)
-    part = head.layer_outputs(model, params, np.pad(
-        chunk, ((0, padded - len(chunk)), (0, 0))))
-    for name, value in part.items():
-      outputs.setdefault(name, []).append(np.asarray(value)[:len(chunk)])
-  if not outputs:
-    raise DataError('no regions to score')
-  return {name: np.concatenate(parts) for name, parts in outputs.items()}
 
 
 def select(boxes, scores, nms_iou: float, pre_nms_per_class: int,

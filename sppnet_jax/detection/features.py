@@ -17,7 +17,7 @@ import numpy as np
 
 from sppnet_jax.core import projection
 from sppnet_jax.core.data import image_ops
-from sppnet_jax.core.roi_spp import roi_spatial_pyramid_pool
+from sppnet_jax.core.roi_spp import roi_spatial_pyramid_pool, table_bound
 from sppnet_jax.core.zf5 import normalize_images
 from sppnet_jax.errors import DataError
 
@@ -71,11 +71,21 @@ class MultiScaleConv5:
             for resized in self.resized(image)]
 
 
-def _pool_padded(conv5, cells, valid, levels):
-  return roi_spatial_pyramid_pool(conv5, cells, levels, valid=valid)
+def _pool_padded(conv5, cells, valid, levels, max_box_cells):
+  return roi_spatial_pyramid_pool(conv5, cells, levels, valid=valid,
+                                  max_box_cells=max_box_cells)
 
 
-_pool = jax.jit(_pool_padded, static_argnums=3)
+_pool_jitted = jax.jit(_pool_padded, static_argnums=(3, 4))
+
+
+def pool_cells(conv5, cells: np.ndarray, valid: np.ndarray, levels):
+  """roi_spatial_pyramid_pool of (P, 4) cell ranges on one map (rows where
+  `valid` is False are zeros), jitted; the sparse table is cut to the
+  largest valid box (`roi_spp.table_bound`: few compilations)."""
+  sides = (cells[valid, 2:] - cells[valid, :2]) if valid.any() else np.ones((1, 2))
+  bound = table_bound(*(int(n) for n in sides.max(axis=0)), levels)
+  return _pool_jitted(conv5, cells, valid, tuple(levels), bound)
 
 
 def padded_count(count: int, bucket: int) -> int:
@@ -87,20 +97,21 @@ def padded_count(count: int, bucket: int) -> int:
   return min(max(8, 1 << max(count - 1, 0).bit_length()), max(bucket, 8))
 
 
-def pool_boxes(maps: Sequence[ScaledMap], boxes: np.ndarray, image_height: int,
-               image_width: int, scales: Sequence[int],
-               levels: Sequence[int] = (6, 3, 2, 1), *, scale_rule: str = 'paper',
-               projection_rule: str = 'paper', box_bucket: int = 256,
-               input_size: int = 224) -> np.ndarray:
-  """(R, C * sum(n^2)) pooled vectors of (R, 4) pixel boxes of the original
-  image: each box at the scale `projection.choose_scales` picks (the scaled
-  area closest to input_size^2, the network's training input), projected onto
-  that scale's conv5 map, in the order of `boxes`."""
+def pool_groups(maps: Sequence[ScaledMap], boxes: np.ndarray, image_height: int,
+                image_width: int, scales: Sequence[int],
+                levels: Sequence[int] = (6, 3, 2, 1), *, scale_rule: str = 'paper',
+                projection_rule: str = 'paper', box_bucket: int = 256,
+                input_size: int = 224) -> list[tuple[np.ndarray, jax.Array]]:
+  """The (R, 4) pixel boxes of the original image pooled, each at the scale
+  `projection.choose_scales` picks (the scaled area closest to input_size^2,
+  the network's training input) and projected onto that scale's conv5 map:
+  per scale some box is pooled at, (rows, pooled) with the boxes' indices in
+  `boxes` and their (padded_count, C * sum(n^2)) vectors, left on the device
+  (rows past len(rows) are zeros)."""
   boxes = np.asarray(boxes, np.float32)
   choice = projection.choose_scales(boxes, image_height, image_width, scales,
                                     scale_rule, input_size)
-  channels = maps[0].conv5.shape[-1]
-  out = np.zeros((len(boxes), channels * sum(n * n for n in levels)), np.float32)
+  groups = []
   for k, scaled in enumerate(maps):
     rows = np.flatnonzero(choice == k)
     if not rows.size:
@@ -112,8 +123,20 @@ def pool_boxes(maps: Sequence[ScaledMap], boxes: np.ndarray, image_height: int,
     padded = padded_count(len(rows), box_bucket)
     cells = np.pad(cells, ((0, padded - len(rows)), (0, 0)))
     valid = np.arange(padded) < len(rows)
-    out[rows] = np.asarray(_pool(scaled.conv5, cells, valid, tuple(levels)))[
-        :len(rows)]
+    groups.append((rows, pool_cells(scaled.conv5, cells, valid, levels)))
+  return groups
+
+
+def pool_boxes(maps: Sequence[ScaledMap], boxes: np.ndarray, image_height: int,
+               image_width: int, scales: Sequence[int],
+               levels: Sequence[int] = (6, 3, 2, 1), **options) -> np.ndarray:
+  """(R, C * sum(n^2)) pooled vectors of (R, 4) pixel boxes, in their order,
+  as NumPy (`pool_groups`, whose keyword options it takes)."""
+  channels = maps[0].conv5.shape[-1]
+  out = np.zeros((len(boxes), channels * sum(n * n for n in levels)), np.float32)
+  for rows, pooled in pool_groups(maps, boxes, image_height, image_width,
+                                  scales, levels, **options):
+    out[rows] = np.asarray(pooled)[:len(rows)]
   return out
 
 

@@ -20,7 +20,7 @@ from sppnet_jax.classification.steps import classification_outputs
 from sppnet_jax.core import parallel
 
 HEAD_LAYERS = ('fc6', 'fc7', 'fc8')
-FEATURE_LAYERS = ('pool5', 'fc6', 'fc7')
+OUTPUT_LAYERS = ('pool5', 'fc6', 'fc7', 'logits')
 
 
 def head_params(params: dict) -> dict:
@@ -28,18 +28,26 @@ def head_params(params: dict) -> dict:
   return {name: params[name] for name in HEAD_LAYERS}
 
 
-def _outputs(module, pooled):
-  fc6 = nn.relu(module.fc6(pooled))
-  fc7 = nn.relu(module.fc7(fc6))
-  return {'pool5': pooled, 'fc6': fc6, 'fc7': fc7,
-          'logits': module.fc8(fc7).astype(jnp.float32)}
+def _outputs(module, pooled, layers):
+  outputs = {'pool5': pooled}
+  if {'fc6', 'fc7', 'logits'} & set(layers):
+    outputs['fc6'] = nn.relu(module.fc6(pooled))
+  if {'fc7', 'logits'} & set(layers):
+    outputs['fc7'] = nn.relu(module.fc7(outputs['fc6']))
+  if 'logits' in layers:
+    outputs['logits'] = module.fc8(outputs['fc7']).astype(jnp.float32)
+  return {name: outputs[name] for name in layers}
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def layer_outputs(model, params: dict, pooled: jnp.ndarray) -> dict:
-  """pool5 vectors (R, D) -> {'pool5', 'fc6', 'fc7' (after ReLU), 'logits'}
-  of the detector at test time (no dropout)."""
-  return model.apply({'params': params}, pooled.astype(model.dtype),
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def layer_outputs(model, params: dict, pooled: jnp.ndarray, start,
+                  size: int, layers: tuple = OUTPUT_LAYERS) -> dict:
+  """Rows start..start + size of pool5 vectors (R, D) -> {layer: (size, .)}
+  of the detector at test time (no dropout) for `layers` of OUTPUT_LAYERS
+  (fc6, fc7 after ReLU): only those are computed and returned. `start` is
+  traced (one compilation per size), start + size <= R."""
+  rows = jax.lax.dynamic_slice_in_dim(pooled, start, size)
+  return model.apply({'params': params}, rows.astype(model.dtype), layers,
                      method=_outputs)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from sppnet_jax import roi_spatial_pyramid_pool, spatial_pyramid_pool
 from sppnet_jax.core import compile_count
+from sppnet_jax.core.roi_spp import table_bound
 
 LEVELS = (6, 3, 2, 1)
 
@@ -124,3 +125,23 @@ def test_gradient_with_respect_to_the_map_matches_finite_differences():
       numeric[index] = (loss(f + step) - loss(f - step)) / (2 * eps)
   np.testing.assert_allclose(grad, numeric, rtol=1e-7, atol=1e-9)
   assert np.abs(grad).sum() > 0
+
+
+@pytest.mark.parametrize('height, width', [(42, 56), (74, 99), (9, 5)])
+def test_a_table_cut_to_the_largest_box_gives_the_same_pooling(height, width):
+  """max_box_cells = the largest box's sides, exactly and as `table_bound`
+  rounds them, on boxes of at most a third of the map: every bin still reads
+  inside the (smaller) table."""
+  rng = np.random.default_rng(height)
+  f = rng.integers(-50, 50, (height, width, 3)).astype(np.float32)
+  boxes = _random_boxes(rng, max(1, height // 3), max(1, width // 3), 200)[7:]
+  boxes[:, 0::2] += rng.integers(0, height - height // 3 + 1)
+  boxes[:, 1::2] += rng.integers(0, width - width // 3 + 1)
+  sides = tuple(int(n) for n in (boxes[:, 2:] - boxes[:, :2]).max(0))
+  bound = table_bound(*sides)
+  assert bound[0] >= sides[0] and bound[1] >= sides[1]
+  for cells in (sides, bound):
+    got = np.asarray(roi_spatial_pyramid_pool(f, boxes, max_box_cells=cells))
+    for r, box in enumerate(boxes):
+      np.testing.assert_array_equal(got[r], _brute_force(f, box, LEVELS),
+                                    err_msg=f'{box} {cells}')

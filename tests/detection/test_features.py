@@ -60,3 +60,46 @@ def test_each_box_is_pooled_at_its_scale_from_that_scale_s_conv5():
     expected = spatial_pyramid_pool(conv5[:, rows, cols])[0]
     np.testing.assert_array_equal(got[r], np.asarray(expected), err_msg=str(r))
   assert len(chosen) >= 2, chosen
+
+
+def test_detector_region_outputs_are_the_fc_layers_of_each_pooled_box():
+  """Over scales and chunks of `batch_boxes` rows (a group split in several
+  calls, padded), in the boxes' order; asked-for layers only. The reference
+  is pool_boxes (checked above) and fc6-fc8 in NumPy."""
+  from sppnet_jax.detection.detector import Detector  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.detection.regions import PoolingSettings  # pylint: disable=g-import-not-at-top
+  model = SPPNet(width_multiplier=0.1, fc_dim=8, num_classes=3)
+  rng = np.random.default_rng(1)
+  params = model.init(jax.random.key(1), jnp.zeros((1, 64, 64, 3)),
+                      train=False)['params']
+  image = rng.integers(0, 256, (100, 150, 3), dtype=np.uint8)
+  sides = rng.uniform(20, 100, (37, 2))
+  y0 = rng.uniform(0, 100 - sides[:, 0])
+  x0 = rng.uniform(0, 150 - sides[:, 1])
+  boxes = np.stack([y0, x0, y0 + sides[:, 0], x0 + sides[:, 1]],
+                   1).astype(np.float32)
+  maps = MultiScaleConv5(model, params, SCALES, STEP)(image)
+  detector = Detector(model, params,
+                      PoolingSettings(SCALES, (6, 3, 2, 1), 'paper', 'paper', 64),
+                      num_classes=2, batch_boxes=5)
+  groups = detector.pooled_groups(maps, boxes, 100, 150)
+  assert len(groups) >= 2 and max(len(rows) for rows, _ in groups) > 5
+  got = detector.region_outputs(maps, boxes, 100, 150)
+  pool5 = pool_boxes(maps, boxes, 100, 150, SCALES, input_size=64)
+
+  def dense(x, name, relu=True):
+    y = x @ np.asarray(params[name]['kernel']) + np.asarray(params[name]['bias'])
+    return np.maximum(y, 0) if relu else y
+
+  fc6 = dense(pool5, 'fc6')
+  fc7 = dense(fc6, 'fc7')
+  expected = {'pool5': pool5, 'fc6': fc6, 'fc7': fc7,
+              'logits': dense(fc7, 'fc8', relu=False)}
+  assert sorted(got) == sorted(expected)
+  np.testing.assert_array_equal(got['pool5'], pool5)
+  for name in ('fc6', 'fc7', 'logits'):
+    np.testing.assert_allclose(got[name], expected[name], rtol=1e-5,
+                               atol=1e-5, err_msg=name)
+  only = detector.region_outputs(maps, boxes, 100, 150, ('logits',))
+  assert list(only) == ['logits']
+  np.testing.assert_array_equal(only['logits'], got['logits'])

@@ -177,9 +177,11 @@ def _wait_for(path_fn, process, timeout=600):
     time.sleep(0.05)
 
 
-@pytest.mark.parametrize('stage,how', [('features', 'kill'),
+@pytest.mark.parametrize('stage,how', [('proposals', 'kill'),
+                                       ('features', 'kill'),
                                        ('finetune', 'sigterm'),
-                                       ('finetune', 'kill'), ('svm', 'kill')])
+                                       ('finetune', 'kill'), ('svm', 'kill'),
+                                       ('bbox', 'kill')])
 def test_a_stopped_run_resumes_to_the_same_results(setup, reference, tmp_path,
                                                    stage, how):
   """SIGTERM in fine-tuning saves and exits 143; elsewhere (no state to
@@ -187,14 +189,19 @@ def test_a_stopped_run_resumes_to_the_same_results(setup, reference, tmp_path,
   does."""
   workdir = str(tmp_path / 'run')
   process = _start(setup, workdir)
+  def files_in(*parts):
+    folder = os.path.join(workdir, *parts)
+    return len(os.listdir(folder)) if os.path.isdir(folder) else 0
+
   marker = {
-      'features': lambda: os.path.isdir(os.path.join(workdir, 'features',
-                                                     'train')) and len(
-          os.listdir(os.path.join(workdir, 'features', 'train'))) >= 3,
+      'proposals': lambda: files_in('proposals', 'train') >= 4,
+      'features': lambda: files_in('features', 'train') >= 3,
       'finetune': lambda: os.path.isdir(os.path.join(
           workdir, 'finetune', 'checkpoints', '2')),
       'svm': lambda: os.path.isdir(os.path.join(workdir, 'finetune',
                                                 'checkpoints', '6')),
+      'bbox': lambda: os.path.exists(os.path.join(workdir, 'detector',
+                                                  'svm.npz')),
   }[stage]
   _wait_for(marker, process)
   process.send_signal(signal.SIGTERM if how == 'sigterm' else signal.SIGKILL)
