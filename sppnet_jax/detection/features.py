@@ -79,13 +79,44 @@ def _pool_padded(conv5, cells, valid, levels, max_box_cells):
 _pool_jitted = jax.jit(_pool_padded, static_argnums=(3, 4))
 
 
+# Region pooling compiles once per (map shape, box count, table): each
+# compiled program holds dozens of the process's memory maps, and the 5-scale
+# embedded run once made thousands of programs and exhausted them. So maps are
+# padded with zeros to a multiple of MAP_CELLS_STEP cells (boxes never reach
+# the padding: 239 conv5 shapes of the embedded training set over 5 scales
+# become 33), and there are two tables per map: one cut for boxes of at most
+# SMALL_BOX_CELLS cells a side, the boxes one scale of a pyramid gets (the
+# scale rule makes them about 224 pixels, 14 cells), and the full one.
+MAP_CELLS_STEP = 8
+SMALL_BOX_CELLS = 32
+
+
+def _pad(conv5, widths):
+  return jax.numpy.pad(conv5, widths)
+
+
+_pad_jitted = jax.jit(_pad, static_argnums=1)
+
+
+def _padded_map(conv5):
+  height, width = conv5.shape[:2]
+  widths = ((0, -height % MAP_CELLS_STEP), (0, -width % MAP_CELLS_STEP), (0, 0))
+  if widths[0][1] == widths[1][1] == 0:
+    return conv5
+  if isinstance(conv5, np.ndarray):
+    return np.pad(conv5, widths)
+  return _pad_jitted(conv5, widths)  # compiles once per map shape, as conv5 did
+
+
 def pool_cells(conv5, cells: np.ndarray, valid: np.ndarray, levels):
   """roi_spatial_pyramid_pool of (P, 4) cell ranges on one map (rows where
-  `valid` is False are zeros), jitted; the sparse table is cut to the
-  largest valid box (`roi_spp.table_bound`: few compilations)."""
-  sides = (cells[valid, 2:] - cells[valid, :2]) if valid.any() else np.ones((1, 2))
-  bound = table_bound(*(int(n) for n in sides.max(axis=0)), levels)
-  return _pool_jitted(conv5, cells, valid, tuple(levels), bound)
+  `valid` is False are zeros), jitted on the map padded to MAP_CELLS_STEP,
+  with the table cut for small boxes when every valid box is one."""
+  small = table_bound(SMALL_BOX_CELLS, SMALL_BOX_CELLS, levels)
+  sides = cells[valid, 2:] - cells[valid, :2]
+  fits = bool(np.all(sides <= np.asarray(small)))
+  return _pool_jitted(_padded_map(conv5), cells, valid, tuple(levels),
+                      small if fits else None)
 
 
 def padded_count(count: int, bucket: int) -> int:
