@@ -103,3 +103,26 @@ def test_detector_region_outputs_are_the_fc_layers_of_each_pooled_box():
   only = detector.region_outputs(maps, boxes, 100, 150, ('logits',))
   assert list(only) == ['logits']
   np.testing.assert_array_equal(only['logits'], got['logits'])
+
+
+def test_maps_of_one_padded_shape_share_one_compilation():
+  """Maps are padded to multiples of MAP_CELLS_STEP cells (the boxes never
+  reach the padding), so 64 map shapes compile region pooling once per table
+  depth; every result is still the pyramid of the box's own cells."""
+  from sppnet_jax.detection import features  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(2)
+  step = features.MAP_CELLS_STEP
+  with compile_count.compilations() as compiled:
+    for height in range(2 * step + 1, 3 * step + 1):
+      for width in range(step + 1, 2 * step + 1):
+        conv5 = rng.normal(size=(height, width, 3)).astype(np.float32)
+        cells = np.array([[0, 0, height, width], [1, 2, 5, 7], [0, 0, 0, 0]])
+        valid = np.array([True, True, False])
+        got = np.asarray(features.pool_cells(conv5, cells, valid, (6, 3, 2, 1)))
+        for r in range(2):
+          y0, x0, y1, x1 = cells[r]
+          np.testing.assert_array_equal(
+              got[r], np.asarray(spatial_pyramid_pool(
+                  conv5[None, y0:y1, x0:x1], (6, 3, 2, 1)))[0])
+        assert not got[2].any()
+  assert compiled.count('_pool_padded') == 1, compiled
