@@ -279,12 +279,13 @@ def main(argv=None):
   b = jax.device_put(rng.standard_normal((fc_in, fc_out), np.float32))
   matmul = jax.jit(lambda a, b: a @ b)
 
-  # Warm-up: every shape compiled (R-CNN's on its first image: one shape).
-  for name, (method, _) in methods.items():
-    for image, boxes in zip(images[:1] if method.__class__ is RCNN else images,
-                            proposals):
-      method(image, boxes[:args.rcnn_batch] if method.__class__ is RCNN
-             else boxes)
+  # Warm-up: every shape compiled (R-CNN has one: a batch of windows).
+  for method, _ in methods.values():
+    if isinstance(method, RCNN):
+      method(images[0], proposals[0][:args.rcnn_batch])
+    else:
+      for image, boxes in zip(images, proposals):
+        method(image, boxes)
   jax.block_until_ready(matmul(a, b))
 
   times = {name: [] for name in methods}

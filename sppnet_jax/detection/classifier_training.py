@@ -36,7 +36,7 @@ def _ground_truth(cached, use_difficult: bool):
 
 def _layer_features(detector: Detector, cached, boxes, layer: str):
   return detector.region_outputs(cached.scaled_maps(), boxes, cached.height,
-                                 cached.width)[layer]
+                                 cached.width, (layer,))[layer]
 
 
 class _ImageFeatures:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
+import jax
 import numpy as np
 
 from sppnet_jax.detection import box_regression
@@ -101,6 +102,24 @@ class Detector:
           out[name][chunk] = np.asarray(value)[:len(chunk)]
     return out
 
+  def pooled_rows(self, groups, wanted) -> np.ndarray:
+    """(len(wanted), D) NumPy pool5 vectors of the boxes `wanted` (indices
+    into the boxes of `pooled_groups`, repeats allowed), taken on the device
+    from the groups already pooled: no box is pooled twice."""
+    wanted = np.asarray(wanted, np.int64)
+    out = None
+    for rows, pooled in groups:
+      where = np.flatnonzero(np.isin(wanted, rows))
+      if not where.size:
+        continue
+      positions = np.searchsorted(rows, wanted[where])  # rows is sorted
+      padded = np.pad(positions, (0, padded_count(len(positions), 128)
+                                  - len(positions)))
+      if out is None:
+        out = np.zeros((len(wanted), pooled.shape[1]), np.float32)
+      out[where] = np.asarray(_take_rows(pooled, padded))[:len(where)]
+    return out
+
   def region_outputs(self, maps: Sequence[ScaledMap], boxes, height: int,
                      width: int,
                      layers: Sequence[str] = head.OUTPUT_LAYERS) -> dict:
@@ -127,18 +146,26 @@ class Detector:
       return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
                         np.zeros(0, np.int64))
     layer = 'logits' if self.classifier is None else self.classifier.layer
-    scores = self.class_scores(self.region_outputs(maps, proposals, height,
-                                                   width, (layer,)))
+    groups = self.pooled_groups(maps, proposals, height, width)
+    scores = self.class_scores(self.group_outputs(groups, len(proposals),
+                                                  (layer,)))
     rows, classes = select(proposals, scores, self.nms_iou,
                            self.pre_nms_per_class, self.max_per_image)
     boxes = proposals[rows]
     if self.regressor is not None and len(rows):
-      pool5 = self.region_outputs(maps, proposals[rows], height, width,
-                                  ('pool5',))['pool5']
-      deltas = box_regression.predict(self.regressor, pool5, classes)
+      deltas = box_regression.predict(self.regressor,
+                                      self.pooled_rows(groups, rows), classes)
       boxes = box_lib.clip_to_image(box_regression.decode(boxes, deltas),
                                     height, width).astype(np.float32)
     return Detections(boxes, scores[rows, classes], classes)
+
+
+def _take(pooled, positions):
+  return pooled[positions]
+
+
+# One compilation per (group rows, padded count of rows taken).
+_take_rows = jax.jit(_take)
 
 
 def select(boxes, scores, nms_iou: float, pre_nms_per_class: int,

@@ -45,7 +45,7 @@ def layer_outputs(model, params: dict, pooled: jnp.ndarray, start,
   """Rows start..start + size of pool5 vectors (R, D) -> {layer: (size, .)}
   of the detector at test time (no dropout) for `layers` of OUTPUT_LAYERS
   (fc6, fc7 after ReLU): only those are computed and returned. `start` is
-  traced (one compilation per size), start + size <= R."""
+  traced (one compilation per (R, size)), start + size <= R."""
   rows = jax.lax.dynamic_slice_in_dim(pooled, start, size)
   return model.apply({'params': params}, rows.astype(model.dtype), layers,
                      method=_outputs)

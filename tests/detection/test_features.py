@@ -100,6 +100,9 @@ def test_detector_region_outputs_are_the_fc_layers_of_each_pooled_box():
   for name in ('fc6', 'fc7', 'logits'):
     np.testing.assert_allclose(got[name], expected[name], rtol=1e-5,
                                atol=1e-5, err_msg=name)
+  wanted = np.array([36, 0, 5, 5, 17])  # repeats, any order
+  np.testing.assert_array_equal(detector.pooled_rows(groups, wanted),
+                                pool5[wanted])
   only = detector.region_outputs(maps, boxes, 100, 150, ('logits',))
   assert list(only) == ['logits']
   np.testing.assert_array_equal(only['logits'], got['logits'])
