@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from sppnet_jax.detection import box_regression
+from sppnet_jax.detection.training import box_regression
 
 
 def main():
@@ -51,7 +51,7 @@ def main():
                                    solver=solver)
         runs.append(time.perf_counter() - start)
       times.append(statistics.median(runs))
-      preds.append(box_regression.predict(model, features, classes))
+      preds.append(model(features, classes))
     diff = (f'{np.abs(preds[0] - preds[1]).max():.1e}' if len(preds) == 2
             else '-')
     print(f'{n:>7} ' + ' '.join(f'{t:>9.2f}' for t in times) + f'  {diff}')

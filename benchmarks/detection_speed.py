@@ -63,7 +63,7 @@ STAGES = ('conv', 'pooling', 'fc')
 def proposal_settings(max_boxes: int):
   """R-CNN's fast mode with two more thresholds k and 10-pixel boxes: about
   2,000 boxes on the drawn scenes, as on a VOC image."""
-  from sppnet_jax.detection.proposals import SelectiveSearchSettings  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.detection.proposals.selective_search import SelectiveSearchSettings  # pylint: disable=g-import-not-at-top
   return SelectiveSearchSettings(ks=(50, 100, 150, 300), min_side=10,
                                  max_boxes=max_boxes)
 
@@ -170,9 +170,9 @@ class SPPNet:
 
   def __init__(self, model, params, scales, batch_boxes: int):
     from sppnet_jax.detection.config import base_config  # pylint: disable=g-import-not-at-top
-    from sppnet_jax.detection.detector import Detector  # pylint: disable=g-import-not-at-top
-    from sppnet_jax.detection.features import MultiScaleConv5  # pylint: disable=g-import-not-at-top
-    from sppnet_jax.detection.regions import PoolingSettings  # pylint: disable=g-import-not-at-top
+    from sppnet_jax.detection.inference.detector import Detector  # pylint: disable=g-import-not-at-top
+    from sppnet_jax.detection.features.conv5 import MultiScaleConv5  # pylint: disable=g-import-not-at-top
+    from sppnet_jax.detection.features.pooling import PoolingSettings  # pylint: disable=g-import-not-at-top
     config = base_config()
     config.detection.scales = tuple(scales)
     self.conv5 = MultiScaleConv5(model, params, scales,
@@ -249,7 +249,7 @@ def main(argv=None):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from scenes import scene  # pylint: disable=g-import-not-at-top
   from sppnet_jax import SPPNet as Network, runtime  # pylint: disable=g-import-not-at-top
-  from sppnet_jax.detection.proposals import selective_search  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.detection.proposals.selective_search import selective_search  # pylint: disable=g-import-not-at-top
   runtime.prefer_fast_cpu_convolutions()
   runtime.keep_tensorflow_off_accelerators()
 

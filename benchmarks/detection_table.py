@@ -25,8 +25,10 @@ import numpy as np
 from ml_collections import config_flags
 
 from sppnet_jax import runtime
-from sppnet_jax.detection import classifier_training, finetune, pipeline
-from sppnet_jax.detection.detector import LinearClassifiers
+from sppnet_jax.detection import pipeline
+from sppnet_jax.detection.inference.linear_models import (BoxRegressor,
+                                                          LinearClassifiers)
+from sppnet_jax.detection.training import finetune, svm_training
 
 config_flags.DEFINE_config_file('config', 'configs/detection/tiny.py',
                                 'The detection recipe the workdir was '
@@ -45,15 +47,14 @@ def main(argv):
   runtime.prefer_fast_cpu_convolutions()
   runtime.start_jax()
   config, workdir = FLAGS.config, FLAGS.workdir
-  context = pipeline.open_context(config, workdir)
-  tuned, _ = finetune.final_params(config, workdir, context.backbone,
-                                   context.class_names)
+  run = pipeline.open_run(config, workdir)
+  tuned, _ = finetune.final_params(config, workdir, run.backbone,
+                                   run.class_names)
   plain = dict(tuned)
   for name in ('fc6', 'fc7'):
     plain[name] = {k: np.asarray(v) for k, v in
-                   context.backbone.params[name].items()}
-  regressor = classifier_training.load_regressor(
-      context.model_path('bbox.npz'))
+                   run.backbone.params[name].items()}
+  regressor = BoxRegressor.load(run.model_path('bbox.npz'))
   train = config.train_split
   results = []
   for label, layer, fine_tuned, with_bbox in ROWS:
@@ -66,17 +67,17 @@ def main(argv):
       settings = config.svm.copy_and_resolve_references()
       with settings.unlocked():
         settings.layer = layer
-      svms = classifier_training.train_classifiers(
-          pipeline.detector_of(context, params), context.conv5_store(train),
-          context.proposal_store(train), settings,
+      svms = svm_training.train_classifiers(
+          pipeline.detector_of(run, params), run.conv5_store(train),
+          run.proposal_store(train), settings,
           use_difficult=config.detection.use_difficult,
-          num_classes=context.num_classes,
+          num_classes=run.num_classes, seed=config.seed,
           memory_bytes=config.features.memory_mb * 2**20)
       if jax.process_index() == 0:
         svms.save(path)
-    detector = pipeline.detector_of(context, params, classifier=svms,
+    detector = pipeline.detector_of(run, params, classifier=svms,
                                     regressor=regressor if with_bbox else None)
-    score = pipeline.score(context, detector, config.eval_split)
+    score = pipeline.score(run, detector, config.eval_split)
     results.append((label, score.voc['map'], time.perf_counter() - start))
   scales = ', '.join(str(s) for s in config.detection.scales)
   print(f'\n| features (scales {scales}) | test mAP (%) | seconds |')

@@ -18,7 +18,8 @@ used. "CPU s/image" is the CPU time of this process and its workers (start-up
 included) per image: rows run one after another, and unlike the wall clock it
 barely moves when other load on the machine comes and goes. These scenes
 segment into fewer regions than most photos, so real VOC images are slower
-(DETECTION.md: 1.4-6 s per image per core).
+(1.4-6 s per image per core with R-CNN's fast mode, measured on this
+project's CPUs).
 
   python benchmarks/proposals.py [--images 24] [--workers 1,0]  # 0: all cores
 """
@@ -33,8 +34,10 @@ import cv2
 import numpy as np
 
 from scenes import scene
-from sppnet_jax.detection.proposals import (OPENCV_FAST, RCNN_FAST,
-                                            ProposalStore, compute_proposals)
+from sppnet_jax.detection.proposals.job import compute_proposals
+from sppnet_jax.detection.proposals.selective_search import (OPENCV_FAST,
+                                                             RCNN_FAST)
+from sppnet_jax.detection.proposals.store import ProposalStore
 
 
 def cpu_seconds() -> float:

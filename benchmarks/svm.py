@@ -34,8 +34,8 @@ import time
 from absl import app, flags
 import numpy as np
 
-from sppnet_jax.detection import svm as svm_lib
-from sppnet_jax.detection.features import mean_norm_scale
+from sppnet_jax.detection.training import svm as svm_lib
+from sppnet_jax.detection.training.feature_scale import mean_norm_scale
 
 flags.DEFINE_integer('positives', 300, 'Positives (ground-truth boxes).')
 flags.DEFINE_integer('negatives', 20000, 'Negatives in the cache.')

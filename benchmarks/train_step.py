@@ -90,6 +90,7 @@ class JaxVariant(Variant):
     import numpy as np
     from sppnet_jax.classification import steps
     from sppnet_jax.core import optim, parallel
+    from sppnet_jax.core.train_state import TrainState
     self.jax = jax
     self.name = f'jax ({conv_impl})' if conv_impl != 'auto' else 'jax'
     model = _model(model_name, size, conv_impl)
@@ -107,7 +108,7 @@ class JaxVariant(Variant):
     def init(key):
       params = model.init(key, jnp.zeros((1, size, size, 3), model.dtype),
                           train=False)['params']
-      return steps.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+      return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
     state = jax.jit(init)(jax.random.key(seed))
     start = time.perf_counter()

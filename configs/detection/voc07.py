@@ -1,7 +1,7 @@
 """SPP-net detection on PASCAL VOC 2007 as in the paper (section 4, Table 9):
 train on trainval (5,011 images), test on test (4,952).
 
-Prepare TFDS voc/2007 first (`python -m sppnet_jax.detection.prepare_voc`) and
+Prepare TFDS voc/2007 first (`python -m sppnet_jax.detection.data.prepare_voc`) and
 give the classification backbone: a full-width SPP-net trained on ImageNet
 (configs/classification/sppnet_mult.py), e.g.
   python main.py --config=configs/detection/voc07.py --workdir=DIR \

@@ -45,7 +45,6 @@ from sppnet_jax.core.data import corrupt, image_ops, padding, sources
 from sppnet_jax.core.data.options import AUTOTUNE, dataset_options, no_autograph
 from sppnet_jax.errors import DataError
 
-FOLDER_DATASETS = ('embedded', 'imagefolder')
 num_skipped_images = corrupt.num_skipped_images
 reset_skipped_images = corrupt.reset_skipped_images
 

@@ -13,7 +13,6 @@ from sppnet_jax.core import checkpoints
 from sppnet_jax.errors import ConfigError, DataError
 
 MODES = ('train', 'eval', 'export', 'predict')
-PREEMPTED_EXIT = 143  # 128 + SIGTERM, as if the signal had ended the process.
 
 
 def run(mode: str, config, workdir: str, *, images=(), json_lines: bool = False,
@@ -41,10 +40,12 @@ def run(mode: str, config, workdir: str, *, images=(), json_lines: bool = False,
   runtime.start_jax(cache_dir=cache_dir, **(distributed or {}))
   # Imported once JAX has started (jax.distributed must come first).
   from sppnet_jax.classification import eval_mode, train  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.core.preemption import Preempted  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.core.train_loop import PREEMPTED_EXIT  # pylint: disable=g-import-not-at-top
   if mode == 'train':
     try:
       metrics = train.train_and_evaluate(config, workdir)
-    except train.Preempted as stopped:
+    except Preempted as stopped:
       print(stopped, file=sys.stderr, flush=True)
       return PREEMPTED_EXIT
     print_metrics('final', metrics)

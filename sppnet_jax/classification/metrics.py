@@ -1,27 +1,11 @@
-"""The clu metric collections of training and evaluation, made from the sums the
-jitted steps return (steps.py), merged over steps and computed for reporting."""
+"""The clu metric collection of evaluation, made from the sums the jitted eval
+step returns (steps.py), merged over batches and computed for reporting.
+Training's collection is `core.train_loop.TrainMetrics`."""
 
 import flax
 from clu import metrics
 
-
-def _average(sums: dict, name: str) -> metrics.Average:
-  return metrics.Average(total=sums[name], count=sums['count'])
-
-
-@flax.struct.dataclass
-class TrainMetrics(metrics.Collection):
-  loss: metrics.Average.from_output('loss')
-  top1: metrics.Average.from_output('top1')
-  top5: metrics.Average.from_output('top5')
-  learning_rate: metrics.LastValue.from_output('learning_rate')
-
-  @classmethod
-  def from_sums(cls, sums: dict) -> 'TrainMetrics':
-    return cls.empty().replace(
-        loss=_average(sums, 'loss'), top1=_average(sums, 'top1'),
-        top5=_average(sums, 'top5'),
-        learning_rate=metrics.LastValue(value=sums['learning_rate']))
+from sppnet_jax.core.train_loop import average_of
 
 
 @flax.struct.dataclass
@@ -33,9 +17,9 @@ class EvalMetrics(metrics.Collection):
 
   @classmethod
   def from_sums(cls, sums: dict) -> 'EvalMetrics':
-    return cls.empty().replace(loss=_average(sums, 'loss'),
-                               top1=_average(sums, 'top1'),
-                               top5=_average(sums, 'top5'))
+    return cls.empty().replace(loss=average_of(sums, 'loss'),
+                               top1=average_of(sums, 'top1'),
+                               top5=average_of(sums, 'top5'))
 
   def compute(self):
     values = super().compute()

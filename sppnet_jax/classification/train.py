@@ -24,12 +24,13 @@ from jax.experimental import multihost_utils
 
 from sppnet_jax.classification import evaluate, input_pipeline
 from sppnet_jax.classification.config import resolve_config
-from sppnet_jax.classification.metrics import TrainMetrics
 from sppnet_jax.classification.model import create_model
-from sppnet_jax.classification.steps import TrainState, make_train_step
+from sppnet_jax.classification.steps import make_train_step
 from sppnet_jax.core import checkpoints, lookahead, optim, parallel
-from sppnet_jax.core.preemption import Preempted, StopRequest
-from sppnet_jax.errors import ConfigError, TrainingDivergedError
+from sppnet_jax.core.preemption import StopRequest
+from sppnet_jax.core.train_loop import LoopSkeleton
+from sppnet_jax.core.train_state import TrainState
+from sppnet_jax.errors import ConfigError
 
 
 _IMAGES_TO_SHOW = 4
@@ -156,14 +157,12 @@ def _is_eval_step(config, step: int, steps_per_epoch: int, total_steps: int) -> 
   return step % steps_per_epoch == 0
 
 
-def _check_finite(values: dict, step: int) -> None:
-  """Stops a diverged run before its state is saved, so that the latest
-  checkpoint is the last good one."""
-  if not np.isfinite(values['loss']):
-    raise TrainingDivergedError(
-        f'the training loss is {values["loss"]} by step {step}: the run diverged; '
-        'lower --config.learning_rate or raise --config.warmup_epochs, then rerun '
-        '(training resumes from the last good checkpoint).')
+# The end of the error a non-finite training loss raises (before the state of
+# that step is saved, so that the latest checkpoint is the last good one).
+_DIVERGENCE_HINT = (
+    'the run diverged; lower --config.learning_rate or raise '
+    '--config.warmup_epochs, then rerun (training resumes from the last good '
+    'checkpoint).')
 
 
 class _SkippedTrainImages:
@@ -252,7 +251,10 @@ def _loop(run, state, step, store, writer, hooks, steps, evaluation, stop,
   evaluation's metrics."""
   config, mesh = run.config, run.mesh
   eval_metrics, first_step = {}, step
-  train_metrics, last_log, last_log_step = None, time.perf_counter(), step
+  last_log, last_log_step = time.perf_counter(), step
+  loop = LoopSkeleton(store, stop, total_steps=run.total_steps,
+                      log_every_steps=config.log_every_steps,
+                      divergence_hint=_DIVERGENCE_HINT)
   for batch in parallel.prefetch_to_mesh(train_batches(run, step), mesh):
     if step == first_step and jax.process_index() == 0:
       # What the network sees after augmentation, once per run.
@@ -260,36 +262,31 @@ def _loop(run, state, step, store, writer, hooks, steps, evaluation, stop,
       local_images = batch['image'].addressable_data(0)[:_IMAGES_TO_SHOW]
       writer.write_images(step, {'train_augmented': np.asarray(local_images)})
     state, sums = steps[batch['image'].shape[1]](state, batch)
-    metrics = TrainMetrics.from_sums(sums)
     step += 1
-    train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
     for hook in hooks:
       hook(step)
-    preempted = stop.received or store.reached_preemption(step)
-    final = step == run.total_steps or preempted
-    saving = final or store.latest.should_save(step)
-    if step % config.log_every_steps == 0 or saving:
-      values = jax.device_get(train_metrics.compute())
-      _check_finite(values, step)
+    events = loop.after_step(step, sums)
+    saving = events.final or store.latest.should_save(step)
+    if events.log or saving:  # A save checks the loss too, without a report.
+      values = loop.values(step)
       skipped_images = skipped.total()
-    if step % config.log_every_steps == 0 or final:
+    if events.log:
       now = time.perf_counter()
       _write_train_metrics(writer, step, values, now - last_log,
                            step - last_log_step, config.batch_size, skipped_images)
       writer.flush()  # A crash loses nothing that was reported.
-      train_metrics, last_log, last_log_step = None, now, step
+      loop.reset()
+      last_log, last_log_step = now, step
     if saving:
       start = time.perf_counter()
       position = dict(zip(('epoch', 'batch_in_epoch'),
                           divmod(step, run.steps_per_epoch)),
                       skipped_images=skipped_images)
-      if store.save_latest(step, state, force=final, data_position=position):
+      if store.save_latest(step, state, force=events.final,
+                           data_position=position):
         pause_ms = 1e3 * (time.perf_counter() - start)  # Until the save is async.
         writer.write_scalars(step, {'checkpoint_pause_ms': pause_ms})
-    if preempted:
-      store.wait()
-      raise Preempted(f'stopped at step {step} on a termination signal, after '
-                      'saving; the same command resumes from there.')
+    loop.stop_if_preempted(step, events)
     if _is_eval_step(config, step, run.steps_per_epoch, run.total_steps):
       eval_metrics = evaluation(state.params)
       writer.write_scalars(step, {f'eval_{k}': v for k, v in eval_metrics.items()})

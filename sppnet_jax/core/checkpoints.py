@@ -1,8 +1,10 @@
-"""Orbax checkpoints: the latest states (resume) and the best states (by val top-1).
+"""Orbax checkpoints: the latest states (resume) and the best states (by the
+run's chosen validation metric, `best_metric`: top-1 for classification, mAP
+('map') for detection fine-tuning).
 
 Both live in the workdir: `checkpoints/` keeps the latest `keep_latest_checkpoints`
 states, saved every `checkpoint_every_steps`, on preemption and at the end;
-`best/` keeps the `keep_best_checkpoints` states with the highest validation top-1.
+`best/` keeps the `keep_best_checkpoints` states with the highest `best_metric`.
 Each step stores the train state and a JSON record of the config and class names,
 so a checkpoint is checked against the model it is restored into.
 
@@ -39,14 +41,16 @@ RESUMABLE_FIELDS = frozenset({
     'allow_config_change', 'eval'})
 
 
-def config_changes(saved: dict, config) -> list[str]:
-  """The fields, other than RESUMABLE_FIELDS, whose values differ from the
-  config a checkpoint was written with."""
-  current = config.to_dict()
+def config_changes(saved: dict, config, *,
+                   resumable=RESUMABLE_FIELDS) -> list[str]:
+  """'field: saved -> current' for each field, other than `resumable`, whose
+  value differs between `saved` (the record a checkpoint was written with)
+  and `config` (a ConfigDict or a dict); tuples and lists compare equal."""
+  current = config.to_dict() if hasattr(config, 'to_dict') else dict(config)
   normal = lambda v: list(v) if isinstance(v, (tuple, list)) else v
   return [f'{k}: {normal(saved.get(k))!r} -> {normal(current.get(k))!r}'
           for k in sorted(set(saved) | set(current))
-          if k not in RESUMABLE_FIELDS and normal(saved.get(k)) != normal(current.get(k))]
+          if k not in resumable and normal(saved.get(k)) != normal(current.get(k))]
 
 
 def _latest_manager(workdir: str, config) -> ocp.CheckpointManager:

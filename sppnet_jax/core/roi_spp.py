@@ -1,7 +1,7 @@
 """Spatial pyramid pooling of many boxes of one shared feature map.
 
 The feature map of a whole image is computed once; each box (a window of the
-image projected onto the map, see `detection.boxes`) is pooled into the same
+image projected onto the map, see `core.projection`) is pooled into the same
 fixed-length vector that `spatial_pyramid_pool` makes of the box's cells:
 
   roi_spatial_pyramid_pool(f, boxes)[r]
@@ -125,8 +125,8 @@ def roi_spatial_pyramid_pool(feature_map: jnp.ndarray, boxes: jnp.ndarray,
     feature_map: one image's map (H, W, C), or several maps of one shape
       (B, H, W, C) with `image_index` saying which map each box is on.
     boxes: int (R, 4) as (y0, x0, y1, x1), half-open cell ranges on the map,
-      0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W (see `detection.boxes` for the
-      projection of image windows). Boxes outside that contract are clamped
+      0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W (see `core.projection` for
+      the projection of image windows). Boxes outside that contract are clamped
       into it (so that no index leaves the map); mark padding with `valid`.
     levels: the pyramid, as for `spatial_pyramid_pool`.
     valid: optional bool (R,): rows of boxes where it is False are zeros.

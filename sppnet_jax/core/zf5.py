@@ -14,8 +14,8 @@ many windows of it (the paper's detection and multi-view testing):
   logits = model.apply(variables, vector, train=False, method='head')
 
 `model.apply(variables, images, train=...)` is the three in a row. The parameter
-names are flat (conv1..conv5, fc6..fc8) and the same as before the stages were
-split, so older checkpoints restore unchanged.
+names are flat (conv1..conv5, fc6..fc8) whether the stages run one at a time
+or in a row, so one checkpoint serves both.
 """
 
 import dataclasses

@@ -3,29 +3,33 @@ its conv1-conv5 compute the shared feature maps (frozen: the paper does not
 fine-tune them), its fc6/fc7 start the fine-tuned layers, and a new fc8 scores
 the detection classes plus background.
 
-`load_backbone(path)` restores the best checkpoint of a classification workdir
+`ensure_backbone(config)` is `load_backbone` of the recipe's backbone, which it
+first trains with the recipe's classification recipe when that is allowed and
+there is none. `load_backbone(path)` restores the best checkpoint of a classification workdir
 (or the step folder `path` names) with the config it was trained with, read
 from the checkpoint itself. Only an SPP-net fits: ZFNet's fc6 takes a fixed
-6 x 6 pool5, not the pyramid of a region, and a checkpoint whose pyramid
-differs from the one asked for cannot feed fc6. Both are one-line
-CheckpointErrors. `detection_params` builds the detector's parameters: every
-layer copied, fc8 replaced by a (fc_dim, classes + 1) layer drawn from
-N(0, 0.01) with zero bias (the authors' initialisation).
+6 x 6 pool5, not the pyramid of a region: a one-line CheckpointError. The
+detector pools regions with the backbone's own pyramid. `detection_params`
+builds the detector's parameters: every layer copied, fc8 replaced by a
+(fc_dim, classes + 1) layer drawn from N(0, 0.01) with zero bias (the
+authors' initialisation); `detector_model` is the network they fit.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Sequence
+import runpy
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import logging
 
 from sppnet_jax.core import checkpoints
-from sppnet_jax.errors import CheckpointError
+from sppnet_jax.errors import (CheckpointError, CheckpointNotFoundError,
+                               ConfigError)
 
 FC8_STDDEV = 0.01  # the authors' N(0, 0.01) for the new layer
 
@@ -55,17 +59,13 @@ def _saved_config(metadata: dict) -> ml_collections.ConfigDict:
   return config
 
 
-def load_backbone(path: str, levels: Sequence[int] | None = None) -> Backbone:
+def load_backbone(path: str) -> Backbone:
   """Restores the classification SPP-net at `path`: a workdir (its best
   checkpoint, else its latest) or a step folder (WORKDIR/best/1000).
 
-  Args:
-    path: where the checkpoint is.
-    levels: the pyramid the detector pools regions with; None: the backbone's.
-
   Raises:
     CheckpointNotFoundError: nothing to restore at `path`.
-    CheckpointError: a ZFNet, or a pyramid other than `levels`.
+    CheckpointError: not an SPP-net (a ZFNet).
   """
   from sppnet_jax.classification.restore import restore  # pylint: disable=g-import-not-at-top
   path = os.path.abspath(os.path.expanduser(path.rstrip('/')))
@@ -81,11 +81,6 @@ def load_backbone(path: str, levels: Sequence[int] | None = None) -> Backbone:
         f'the backbone at {where} is a {config.model}: detection pools each '
         'region with spatial pyramid pooling into fc6, which only an SPP-net '
         'takes; train one (e.g. configs/classification/sppnet_mult.py).')
-  if levels is not None and tuple(levels) != tuple(config.spp_levels):
-    raise CheckpointError(
-        f'the backbone at {where} pools with levels {tuple(config.spp_levels)}, '
-        f'not the {tuple(levels)} asked for: its fc6 takes that pyramid; set '
-        'the detection levels to it or use another backbone.')
   config.eval.checkpoint_path = where
   config.eval.checkpoint_step = -1
   restored = restore(config, workdir, with_data=False)
@@ -94,6 +89,11 @@ def load_backbone(path: str, levels: Sequence[int] | None = None) -> Backbone:
   return Backbone(config=restored.config, model=restored.model, params=params,
                   step=restored.step, path=where,
                   class_names=restored.class_names)
+
+
+def detector_model(backbone: Backbone, num_classes: int):
+  """The backbone's network with (classes + background) outputs."""
+  return backbone.model.clone(num_classes=num_classes + 1)
 
 
 def detection_params(backbone: Backbone, num_classes: int,
@@ -107,3 +107,26 @@ def detection_params(backbone: Backbone, num_classes: int,
   params['fc8'] = {'kernel': np.asarray(kernel),
                    'bias': np.zeros((num_classes + 1,), np.float32)}
   return params
+
+
+def ensure_backbone(config) -> Backbone:
+  """The backbone checkpoint, trained first with `backbone_recipe` when the
+  recipe allows it and there is none."""
+  path = config.detection.backbone
+  if not path:
+    raise ConfigError('detection needs a classification SPP-net: set '
+                      '--config.detection.backbone to its workdir.')
+  try:
+    return load_backbone(path)
+  except CheckpointNotFoundError:
+    if not config.detection.train_backbone:
+      raise
+  recipe = config.detection.backbone_recipe
+  logging.info('No backbone at %s: training it first with %s.', path, recipe)
+  if not os.path.isfile(recipe):
+    raise ConfigError(f'config.detection.backbone_recipe={recipe!r} is not a '
+                      'file: run from the repository root or give its path.')
+  from sppnet_jax.classification import train  # pylint: disable=g-import-not-at-top
+  classification = runpy.run_path(recipe)['get_config']()
+  train.train_and_evaluate(classification, path)
+  return load_backbone(path)

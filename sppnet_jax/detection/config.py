@@ -26,11 +26,11 @@ def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.task = 'detection'
 
-  # Data (detection/data.py).
+  # Data (detection/data/sources.py).
   # 'embedded': the generated set (a COCO folder made on first use);
   # 'coco_folder': data_dir/<split>/annotations.json + images;
   # 'voc/2007' (or 'voc/2012'): TFDS, prepared offline with
-  # `python -m sppnet_jax.detection.prepare_voc`.
+  # `python -m sppnet_jax.detection.data.prepare_voc`.
   config.dataset = 'embedded'
   # The embedded set's folder ('' = ~/.cache/sppnet_jax/embedded-detection-v2
   # or $SPPNET_DETECTION_DATA_DIR), the COCO folder, or the TFDS data_dir.
@@ -39,7 +39,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.train_split = 'train'  # VOC: 'train+validation' (trainval)
   config.eval_split = 'test'
 
-  # Region proposals (detection/proposals.py), one file per image in
+  # Region proposals (detection/proposals/), one file per image in
   # proposals.dir/<split>/ ('' = WORKDIR/proposals).
   config.proposals = ml_collections.ConfigDict()
   # 'selective_search': computed where missing (cached, resumable);
@@ -51,7 +51,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.proposals.min_side = 20  # pixels (R-CNN's minBoxWidth)
   config.proposals.num_workers = -1  # processes per host; -1: one per core
 
-  # The detector (the paper's section 4; `../DETECTION.md` in the docs).
+  # The detector (the paper's section 4).
   config.detection = ml_collections.ConfigDict()
   # The classification SPP-net it starts from: a workdir (its best checkpoint)
   # or a step folder (WORKDIR/best/1000); relative to the current directory.
@@ -82,14 +82,14 @@ def base_config() -> ml_collections.ConfigDict:
   # code); False drops them (Fast R-CNN).
   config.detection.use_difficult = True
 
-  # The conv5 cache (detection/feature_cache.py): one file per image with
+  # The conv5 cache (detection/features/cache.py): one file per image with
   # conv5 at every scale, and of the mirrored image for fine-tuning's flips.
   config.features = ml_collections.ConfigDict()
   config.features.dir = ''  # '' = WORKDIR/features
   config.features.dtype = 'float16'  # on disk: float16 | float32
   config.features.memory_mb = 4096  # maps kept in memory while fine-tuning
 
-  # Fine-tuning fc6, fc7 and a new fc8 (detection/finetune.py). Defaults: the
+  # Fine-tuning fc6, fc7 and a new fc8 (detection/training/finetune.py). Defaults: the
   # authors' code (spp_finetune_voc.m + its Caffe solver).
   config.finetune = ml_collections.ConfigDict()
   config.finetune.num_steps = 90000  # authors: 3 x 30k iterations
@@ -114,7 +114,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.finetune.keep_latest_checkpoints = 2
   config.finetune.keep_best_checkpoints = 1
 
-  # Per-class linear SVMs with hard-negative mining (detection/svm.py): the
+  # Per-class linear SVMs with hard-negative mining (detection/training/svm.py): the
   # authors' liblinear settings.
   config.svm = ml_collections.ConfigDict()
   config.svm.layer = 'fc7'  # pool5 | fc6 | fc7: the features they score
@@ -130,7 +130,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.svm.retrain_limit = 2000
   config.svm.tol = 1e-3
 
-  # Class-specific box regression on pooled conv5 (detection/box_regression.py).
+  # Class-specific box regression on pooled conv5
+  # (detection/training/box_regression.py).
   config.bbox_regression = ml_collections.ConfigDict()
   config.bbox_regression.enabled = True
   config.bbox_regression.min_iou = 0.5  # the authors' code: > 0.5
@@ -165,7 +166,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.proposals.method == 'precomputed' and not config.proposals.dir:
     raise ConfigError('config.proposals.method=precomputed needs '
                       '--config.proposals.dir: the folder of <split>/<image '
-                      'id>.npz files (format: sppnet_jax/detection/proposals.py).')
+                      'id>.npz files (format: sppnet_jax/detection/proposals/store.py).')
   if config.proposals.max_boxes < 1 or config.proposals.min_side < 1:
     raise ConfigError('config.proposals.max_boxes and min_side must be at '
                       'least 1.')

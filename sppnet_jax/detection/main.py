@@ -3,7 +3,8 @@ JAX (one process or many), runs the mode and prints its one-line results.
 
 Modes: 'train' (every stage in order, each resuming, then the test split's
 score; pipeline.py), 'eval' (the test split's score), 'detect' (image files;
-detect.py), 'proposals' (only the region proposals; proposal_job.py).
+inference/detect_mode.py), 'proposals' (only the region proposals;
+proposals/job.py).
 """
 
 import math
@@ -14,7 +15,6 @@ from sppnet_jax.detection.config import validate_config
 from sppnet_jax.errors import ConfigError
 
 MODES = ('train', 'eval', 'detect', 'proposals')
-PREEMPTED_EXIT = 143  # as classification: 128 + SIGTERM; the same command resumes
 
 
 def run(mode: str, config, workdir: str, *, images=(),
@@ -28,12 +28,13 @@ def run(mode: str, config, workdir: str, *, images=(),
   runtime.start_jax(**(distributed or {}))
   # Imported once JAX has started (jax.distributed must come first).
   from sppnet_jax.core.preemption import Preempted  # pylint: disable=g-import-not-at-top
-  from sppnet_jax.detection import pipeline, report  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.core.train_loop import PREEMPTED_EXIT  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.detection import pipeline  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.detection.evaluation import report  # pylint: disable=g-import-not-at-top
   if mode == 'proposals':
     return _proposals(config, workdir)
   if mode == 'detect':
-    from sppnet_jax.detection import detect  # pylint: disable=g-import-not-at-top
-    unreadable = detect.detect_files(config, workdir, images)
+    unreadable = pipeline.detect(config, workdir, images)
     if unreadable:
       print(f'{unreadable} unreadable images skipped', file=sys.stderr)
     return 0
@@ -50,10 +51,11 @@ def run(mode: str, config, workdir: str, *, images=(),
 
 def _proposals(config, workdir: str) -> int:
   import jax  # pylint: disable=g-import-not-at-top
-  from sppnet_jax.detection import data, pipeline  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.detection import pipeline  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.detection.data import sources  # pylint: disable=g-import-not-at-top
   # Every process, as classification does: hosts need not share a disk, and
   # the build is safe against a race (build_once).
-  data.prepare_data(config)
+  sources.prepare_data(config)
   reports = pipeline.make_proposals(config, workdir)
   where = (f' (process {jax.process_index()} of {jax.process_count()})'
            if jax.process_count() > 1 else '')

@@ -395,7 +395,7 @@ def prepare_voc2007(data_dir: str, manual_dir: str):
   """Prepares TFDS voc/2007 in `data_dir` from the archives in `manual_dir`
   (`write_voc_archives`) with the genuine builder, offline, through the
   project's `prepare_voc.prepare`; returns the prepared builder. Reuses an already prepared `data_dir`."""
-  from sppnet_jax.detection import prepare_voc  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.detection.data import prepare_voc  # pylint: disable=g-import-not-at-top
   with no_network() as attempts, fake_archive_checksums(manual_dir):
     builder = prepare_voc.prepare(f'voc/{YEAR}', data_dir, manual_dir)
   if attempts:

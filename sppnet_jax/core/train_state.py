@@ -1,0 +1,55 @@
+"""What every jitted training step of the project shares: the train state,
+the softmax classification outputs of a batch (images for classification,
+regions for detection) and their per-batch sums.
+
+jax, flax and optax only: no TensorFlow, clu or ml_collections, so that the
+steps run, and are benchmarked, on a bare accelerator image. A step returns
+per-batch sums, each exactly as clu's `Average.from_model_output` sums (masked
+rows count zero); `core.train_loop.TrainMetrics` turns them into a clu
+collection outside the step.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+
+class TrainState(train_state.TrainState):
+  """params, opt_state and step; apply_fn and tx are static."""
+
+
+def cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray,
+                  label_smoothing: float = 0.0) -> jnp.ndarray:
+  """Per-example softmax cross-entropy against integer labels."""
+  num_classes = logits.shape[-1]
+  targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+  if label_smoothing:
+    targets = optax.smooth_labels(targets, label_smoothing)
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def topk_correct(logits: jnp.ndarray, labels: jnp.ndarray, k: int) -> jnp.ndarray:
+  """1.0 where the label is among the k highest logits (k capped at the class
+  count), per example."""
+  k = min(k, logits.shape[-1])
+  _, top = jax.lax.top_k(logits, k)
+  return jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)
+
+
+def classification_outputs(logits, labels, label_smoothing: float = 0.0) -> dict:
+  """The per-example loss, top-1 and top-5 hits."""
+  return dict(loss=cross_entropy(logits, labels, label_smoothing),
+              top1=topk_correct(logits, labels, 1),
+              top5=topk_correct(logits, labels, 5))
+
+
+def batch_sums(outputs: dict, mask=None) -> dict:
+  """{name: total over the rows where `mask` is set} and 'count' (int32)."""
+  if mask is None:
+    mask = jnp.ones(next(iter(outputs.values())).shape, bool)
+  sums = {name: jnp.where(mask, value, jnp.zeros_like(value)).sum()
+          for name, value in outputs.items()}
+  sums['count'] = jnp.where(mask, jnp.ones(mask.shape, jnp.int32),
+                            jnp.zeros(mask.shape, jnp.int32)).sum()
+  return sums

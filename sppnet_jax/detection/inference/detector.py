@@ -1,0 +1,160 @@
+"""The trained detector applied to one image: proposals pooled from its conv5
+maps, fc6/fc7, class scores (SVMs or softmax), per-class NMS, the best
+detections of the image, then box regression of those (the authors' order:
+NMS on the proposals' boxes, regression after).
+
+The same `detect_from_maps` serves evaluation (maps from the cache) and
+`--mode=detect` (maps computed from the image), so the two cannot disagree on
+anything but the maps' storage precision. The detector also gives the
+training stages their region features (`region_outputs`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from sppnet_jax.detection import boxes as box_lib
+from sppnet_jax.detection.features.conv5 import ScaledMap
+from sppnet_jax.detection.features.pooling import (PoolingSettings,
+                                                   padded_count, pool_with)
+from sppnet_jax.detection.inference import head, nms
+from sppnet_jax.detection.inference.linear_models import (BoxRegressor,
+                                                          LinearClassifiers)
+from sppnet_jax.errors import DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class Detections:
+  """One image's detections, best first: boxes (N, 4) float32 in the library
+  convention, scores (N,), classes (N,) int (dataset labels 0..K-1)."""
+  boxes: np.ndarray
+  scores: np.ndarray
+  classes: np.ndarray
+
+
+@dataclasses.dataclass
+class Detector:
+  """fc6-fc8 of the fine-tuned detector with its classifiers and regressor."""
+  model: object  # the SPP-net with (classes + 1) outputs
+  params: dict  # its fc6-fc8 (only these see regions)
+  pooling: PoolingSettings
+  num_classes: int
+  classifier: LinearClassifiers | None = None  # None: softmax of fc8
+  regressor: BoxRegressor | None = None
+  nms_iou: float = 0.3
+  max_per_image: int = 100
+  pre_nms_per_class: int = 300
+  batch_boxes: int = 1024
+
+  def pooled_groups(self, maps: Sequence[ScaledMap], boxes, height: int,
+                    width: int) -> list:
+    """`pooling.pool_groups` with the detector's pooling settings: the
+    boxes pooled per scale, on the device."""
+    return pool_with(self.pooling, maps, boxes, height, width)
+
+  def group_outputs(self, groups, num_boxes: int,
+                    layers: Sequence[str] = head.OUTPUT_LAYERS) -> dict:
+    """{layer: (num_boxes, .) NumPy} of `pooled_groups`' boxes, in the
+    boxes' order: fc6-fc8 applied on the device to at most `batch_boxes`
+    rows per call; only `layers` are computed and copied to the host."""
+    if not num_boxes:
+      raise DataError('no regions to score')
+    layers, out = tuple(layers), {}
+    for rows, pooled in groups:
+      for start in range(0, len(rows), self.batch_boxes):
+        chunk = rows[start:start + self.batch_boxes]
+        size = min(padded_count(len(chunk), self.batch_boxes),
+                   pooled.shape[0] - start)
+        part = head.layer_outputs(self.model, self.params, pooled, start, size,
+                                  layers)
+        for name, value in part.items():
+          if name not in out:
+            out[name] = np.zeros((num_boxes,) + value.shape[1:], np.float32)
+          out[name][chunk] = np.asarray(value)[:len(chunk)]
+    return out
+
+  def pooled_rows(self, groups, wanted) -> np.ndarray:
+    """(len(wanted), D) NumPy pool5 vectors of the boxes `wanted` (indices
+    into the boxes of `pooled_groups`, repeats allowed), taken on the device
+    from the groups already pooled: no box is pooled twice."""
+    wanted = np.asarray(wanted, np.int64)
+    out = None
+    for rows, pooled in groups:
+      where = np.flatnonzero(np.isin(wanted, rows))
+      if not where.size:
+        continue
+      positions = np.searchsorted(rows, wanted[where])  # rows is sorted
+      padded = np.pad(positions, (0, padded_count(len(positions), 128)
+                                  - len(positions)))
+      if out is None:
+        out = np.zeros((len(wanted), pooled.shape[1]), np.float32)
+      out[where] = np.asarray(_take_rows(pooled, padded))[:len(where)]
+    return out
+
+  def region_outputs(self, maps: Sequence[ScaledMap], boxes, height: int,
+                     width: int,
+                     layers: Sequence[str] = head.OUTPUT_LAYERS) -> dict:
+    """{layer: (R, .)} of (R, 4) boxes for `layers` of 'pool5', 'fc6', 'fc7',
+    'logits', as NumPy."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return self.group_outputs(self.pooled_groups(maps, boxes, height, width),
+                              len(boxes), layers)
+
+  def class_scores(self, outputs: dict) -> np.ndarray:
+    """(R, K) scores of the dataset's classes."""
+    if self.classifier is None:
+      logits = outputs['logits'].astype(np.float64)
+      logits -= logits.max(axis=1, keepdims=True)
+      probs = np.exp(logits)
+      probs /= probs.sum(axis=1, keepdims=True)
+      return probs[:, 1:].astype(np.float32)
+    return self.classifier(outputs[self.classifier.layer])
+
+  def detect_from_maps(self, maps: Sequence[ScaledMap], proposals,
+                       height: int, width: int) -> Detections:
+    """The image's detections from its conv5 maps and (R, 4) proposals."""
+    proposals = np.asarray(proposals, np.float32).reshape(-1, 4)
+    if not len(proposals):
+      return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
+                        np.zeros(0, np.int64))
+    layer = 'logits' if self.classifier is None else self.classifier.layer
+    groups = self.pooled_groups(maps, proposals, height, width)
+    scores = self.class_scores(self.group_outputs(groups, len(proposals),
+                                                  (layer,)))
+    rows, classes = select(proposals, scores, self.nms_iou,
+                           self.pre_nms_per_class, self.max_per_image)
+    boxes = proposals[rows]
+    if self.regressor is not None and len(rows):
+      deltas = self.regressor(self.pooled_rows(groups, rows), classes)
+      boxes = box_lib.clip_to_image(box_lib.decode_deltas(boxes, deltas),
+                                    height, width).astype(np.float32)
+    return Detections(boxes, scores[rows, classes], classes)
+
+
+def _take(pooled, positions):
+  return pooled[positions]
+
+
+# One compilation per (group rows, padded count of rows taken).
+_take_rows = jax.jit(_take)
+
+
+def select(boxes, scores, nms_iou: float, pre_nms_per_class: int,
+           max_per_image: int) -> tuple[np.ndarray, np.ndarray]:
+  """(rows, classes) of the kept detections, best first: per class the
+  `pre_nms_per_class` best boxes, greedy NMS at `nms_iou`, then the
+  `max_per_image` best over all classes."""
+  num_boxes, num_classes = scores.shape
+  take = min(pre_nms_per_class, num_boxes)
+  top = np.argsort(-scores, axis=0, kind='stable')[:take]  # (take, K)
+  rows = top.T.reshape(-1)
+  classes = np.repeat(np.arange(num_classes), take)
+  finite = np.isfinite(scores[rows, classes])  # classes without a model
+  rows, classes = rows[finite], classes[finite]
+  kept = nms.batched_nms(boxes[rows], scores[rows, classes], classes, nms_iou,
+                         max_per_image)
+  return rows[kept], classes[kept]

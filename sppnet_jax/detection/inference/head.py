@@ -1,0 +1,43 @@
+"""The detector's fc layers on pooled regions at test time: fc6, fc7 and fc8
+of the backbone SPP-net with fc8 replaced (classes + background,
+`backbone.detection_params`). Only fc6-fc8 see regions (the conv layers
+computed the maps the regions were pooled from), so only they are applied
+here, and only the layers asked for.
+"""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+HEAD_LAYERS = ('fc6', 'fc7', 'fc8')
+OUTPUT_LAYERS = ('pool5', 'fc6', 'fc7', 'logits')
+
+
+def head_params(params: dict) -> dict:
+  """The trained part of the detector's parameters."""
+  return {name: params[name] for name in HEAD_LAYERS}
+
+
+def _outputs(module, pooled, layers):
+  outputs = {'pool5': pooled}
+  if {'fc6', 'fc7', 'logits'} & set(layers):
+    outputs['fc6'] = nn.relu(module.fc6(pooled))
+  if {'fc7', 'logits'} & set(layers):
+    outputs['fc7'] = nn.relu(module.fc7(outputs['fc6']))
+  if 'logits' in layers:
+    outputs['logits'] = module.fc8(outputs['fc7']).astype(jnp.float32)
+  return {name: outputs[name] for name in layers}
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def layer_outputs(model, params: dict, pooled: jnp.ndarray, start,
+                  size: int, layers: tuple = OUTPUT_LAYERS) -> dict:
+  """Rows start..start + size of pool5 vectors (R, D) -> {layer: (size, .)}
+  of the detector at test time (no dropout) for `layers` of OUTPUT_LAYERS
+  (fc6, fc7 after ReLU): only those are computed and returned. `start` is
+  traced (one compilation per (R, size)), start + size <= R."""
+  rows = jax.lax.dynamic_slice_in_dim(pooled, start, size)
+  return model.apply({'params': params}, rows.astype(model.dtype), layers,
+                     method=_outputs)

@@ -1,0 +1,221 @@
+"""Fine-tuning fc6, fc7 and a new fc8 on regions pooled from the conv5 cache
+(the paper's section 4; defaults from the authors' `spp_finetune_voc.m`).
+
+Each step draws its global mini-batch with `sampling.RegionSampler` (a pure
+function of seed and step: 25% foreground, flips), every process pools its
+share from the cached maps (`split_regions.pool_batch`), and the jitted step
+(`finetune_step.py`) updates the replicated fc layers on the mesh; the loop's
+bookkeeping (metrics, divergence, preemption, saving) is `core.train_loop`'s,
+as classification's. The learning rate drops by
+`lr_drop` every `lr_drop_every` steps (the authors' step schedule); weights
+decay, biases learn at twice the rate (core.optim, as classification).
+
+Orbax keeps the latest states in WORKDIR/finetune/checkpoints (every
+`checkpoint_every_steps`, on SIGTERM or a preemption notice, at the end) and,
+with a validation split, the best by its mAP in WORKDIR/finetune/best. A run
+stopped anywhere resumes at its last saved step and continues exactly as if it
+had not stopped: the batches, the dropout masks (keyed by step and position
+in the global batch) and the optimizer state all come back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Callable
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers, periodic_actions
+
+from sppnet_jax.core import checkpoints, optim, parallel
+from sppnet_jax.core.preemption import StopRequest
+from sppnet_jax.core.train_loop import LoopSkeleton
+from sppnet_jax.core.train_state import TrainState
+from sppnet_jax.detection.backbone import (Backbone, detection_params,
+                                           detector_model)
+from sppnet_jax.detection.features.cache import LruImageCache
+from sppnet_jax.detection.features.pooling import PoolingSettings
+from sppnet_jax.detection.inference.head import head_params
+from sppnet_jax.detection.training import sampling, split_regions
+from sppnet_jax.detection.training.finetune_step import make_finetune_step
+from sppnet_jax.errors import ConfigError
+
+FOLDER = 'finetune'
+# The fields that change what fine-tuning computes: a resumed run must keep
+# them (the others say where, how often to log, save and validate).
+TRAINING_FIELDS = ('num_steps', 'batch_size', 'positive_fraction',
+                   'fg_threshold', 'bg_low', 'add_ground_truth', 'flip',
+                   'learning_rate', 'lr_drop_every', 'lr_drop', 'momentum',
+                   'weight_decay', 'bias_lr_multiplier')
+
+
+def schedule_of(settings) -> optax.Schedule:
+  """The step schedule: learning_rate * lr_drop^(step // lr_drop_every)."""
+  every = int(settings.lr_drop_every)
+  if every <= 0:
+    return optax.constant_schedule(settings.learning_rate)
+  return optax.exponential_decay(settings.learning_rate, every,
+                                 settings.lr_drop, staircase=True)
+
+
+@dataclasses.dataclass
+class Finetuning:
+  """The state and everything the loop needs."""
+  model: object
+  state: TrainState
+  state_sharding: object
+  schedule: object
+  mesh: object
+  store: checkpoints.Checkpoints
+
+
+def _initial_state(config, backbone, num_classes, mesh, schedule):
+  tx = optim.create_optimizer(config.finetune, schedule)
+  params = head_params(detection_params(
+      backbone, num_classes, jax.random.key(config.seed)))
+  model = detector_model(backbone, num_classes)
+  state = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+  replicated = parallel.replicated_sharding(mesh)
+  sharding = jax.tree.map(lambda _: replicated, state)
+  return model, jax.device_put(state, sharding), sharding
+
+
+def _training_fields(config) -> dict:
+  fields = {k: config.finetune[k] for k in TRAINING_FIELDS}
+  fields.update(seed=config.seed, scales=list(config.detection.scales),
+                backbone=config.detection.backbone)
+  return {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
+
+
+def open_finetuning(config, workdir: str, backbone: Backbone,
+                    class_names) -> tuple[Finetuning, int]:
+  """The fine-tuning state: resumed from the latest checkpoint, or new.
+  Returns it with its step."""
+  mesh = parallel.create_mesh()
+  schedule = schedule_of(config.finetune)
+  model, state, sharding = _initial_state(config, backbone, len(class_names),
+                                          mesh, schedule)
+  store = checkpoints.Checkpoints(os.path.join(workdir, FOLDER), config,
+                                  tuple(class_names), policy=config.finetune,
+                                  best_metric='map')
+  step = 0
+  if store.latest_step() is not None:
+    step = store.latest_step()
+    state, metadata = store.restore(store.latest, step, state)
+    changes = checkpoints.config_changes(metadata.get('training_fields', {}),
+                                         _training_fields(config),
+                                         resumable=())
+    if changes:
+      store.close()
+      raise ConfigError(
+          f'{workdir}/{FOLDER} holds fine-tuning with other settings '
+          f'({"; ".join(changes)}): use another --workdir, or the settings '
+          'it was started with.')
+    logging.info('Fine-tuning resumes from step %d.', step)
+  return Finetuning(model, state, sharding, schedule, mesh, store), step
+
+
+def final_params(config, workdir: str, backbone: Backbone,
+                 class_names) -> tuple[dict, int]:
+  """The fine-tuned fc6-fc8 the later stages use: the best by validation mAP
+  when there is a validation split, else the last step's."""
+  run, _ = open_finetuning(config, workdir, backbone, class_names)
+  try:
+    use_best = bool(config.finetune.val_split) and run.store.best_step()
+    manager = run.store.best if use_best else run.store.latest
+    step = run.store.best_step() if use_best else run.store.latest_step()
+    if step is None:
+      raise ConfigError(f'{workdir}/{FOLDER} holds no fine-tuned state: run '
+                        '--mode=train first.')
+    state, _ = run.store.restore(manager, step, run.state)
+  finally:
+    run.store.close()
+  return jax.tree.map(np.asarray, state.params), step
+
+
+def _local_batches(config, sampler, regions, maps, pooling, first_step):
+  process_index, process_count = jax.process_index(), jax.process_count()
+  for step in range(first_step, config.finetune.num_steps):
+    batch = sampler(step, process_index, process_count)
+    yield {'pooled': split_regions.pool_batch(batch, regions, maps, pooling),
+           'label': batch.labels, 'position': batch.positions}
+
+
+def run_finetuning(config: ml_collections.ConfigDict, workdir: str,
+                   backbone: Backbone, class_names,
+                   regions: split_regions.SplitRegions, maps: LruImageCache,
+                   pooling: PoolingSettings, *,
+                   validate: Callable[[dict], float] | None = None) -> int:
+  """Fine-tunes until `finetune.num_steps` (resuming); `validate(params)`
+  gives the validation mAP of fc6-fc8 params. Returns the last step."""
+  settings = config.finetune
+  parallel.local_batch_size(settings.batch_size, 'finetune.batch_size')
+  run, step = open_finetuning(config, workdir, backbone, class_names)
+  is_main = jax.process_index() == 0
+  writer = metric_writers.create_default_writer(
+      os.path.join(workdir, FOLDER), just_logging=not is_main)
+  stop = StopRequest()
+  try:
+    if step >= settings.num_steps:
+      return step
+    sampler = sampling.RegionSampler(
+        regions.labels, batch_size=settings.batch_size,
+        positive_fraction=settings.positive_fraction,
+        fg_threshold=settings.fg_threshold,
+        bg_range=(settings.bg_low, settings.fg_threshold), flip=settings.flip,
+        seed=config.seed)
+    logging.info('Fine-tuning fc6-fc8 on %d regions (%d foreground) of %d '
+                 'images: steps %d..%d of %d regions.',
+                 sampler.num_foreground + sampler.num_background,
+                 sampler.num_foreground, sampler.num_images, step,
+                 settings.num_steps, settings.batch_size)
+    train_step = make_finetune_step(run.model, run.schedule,
+                                    seed=config.seed, mesh=run.mesh,
+                                    state_sharding=run.state_sharding)
+    hooks = ([periodic_actions.ReportProgress(
+        num_train_steps=settings.num_steps, writer=writer)] if is_main else [])
+    loop = LoopSkeleton(
+        run.store, stop, total_steps=settings.num_steps,
+        log_every_steps=settings.log_every_steps, what='fine-tuning',
+        divergence_hint='lower --config.finetune.learning_rate and rerun (it '
+        'resumes from the last good checkpoint).')
+    state = run.state
+    last_log, last_step = time.perf_counter(), step
+    fields = _training_fields(config)
+    for batch in parallel.prefetch_to_mesh(_local_batches(
+        config, sampler, regions, maps, pooling, step), run.mesh):
+      state, sums = train_step(state, batch)
+      step += 1
+      events = loop.after_step(step, sums)
+      for hook in hooks:
+        hook(step)
+      if events.log:
+        values = loop.values(step)
+        now = time.perf_counter()
+        scalars = {f'finetune_{k}': float(v) for k, v in values.items()}
+        scalars['finetune_regions_per_sec'] = (
+            (step - last_step) * settings.batch_size / max(now - last_log, 1e-9))
+        writer.write_scalars(step, scalars)
+        writer.flush()
+        loop.reset()
+        last_log, last_step = now, step
+      run.store.save_latest(step, state, force=events.final,
+                            training_fields=fields)
+      loop.stop_if_preempted(step, events)
+      if validate is not None and (step % settings.eval_every_steps == 0
+                                   or step == settings.num_steps):
+        value = validate(jax.tree.map(np.asarray, state.params))
+        writer.write_scalars(step, {'finetune_val_map': value})
+        run.store.save_best(step, state, {'map': value},
+                            training_fields=fields)
+    return step
+  finally:
+    stop.restore()
+    run.store.wait()
+    run.store.close()
+    writer.flush()

@@ -1,0 +1,132 @@
+"""Multi-scale conv5 and per-box pooling against a per-box loop written here:
+the scale by the paper's area rule, the cells by the receptive-field centres,
+the pyramid of the cut-out cells; bounded compilations."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tensorflow as tf
+
+from sppnet_jax import SPPNet, normalize_images, spatial_pyramid_pool
+from sppnet_jax.core import compile_count
+from sppnet_jax.detection.features.conv5 import MultiScaleConv5
+from sppnet_jax.detection.features.pooling import pool_boxes
+from tests.helpers import conv5_cells
+
+SCALES = (64, 96, 160)
+STEP = 32
+
+
+def _bucket(h, w, short_side):
+  scale = short_side / min(h, w)
+  return tuple(max(STEP, round(side * scale / STEP) * STEP) for side in (h, w))
+
+
+def test_each_box_is_pooled_at_its_scale_from_that_scale_s_conv5():
+  model = SPPNet(width_multiplier=0.1, fc_dim=8, num_classes=3)
+  rng = np.random.default_rng(0)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)),
+                      train=False)['params']
+  image = rng.integers(0, 256, (100, 150, 3), dtype=np.uint8)
+  # Boxes of sides 40..100 px; the target area 64^2 (this net's input) spreads
+  # them over the scales.
+  boxes = []
+  for side in (40, 60, 80, 100, 45, 90):
+    y, x = rng.integers(0, 100 - side + 1), rng.integers(0, 150 - side + 1)
+    boxes.append((y, x, y + side, x + side))
+  boxes = np.array(boxes, np.float32)
+  extractor = MultiScaleConv5(model, params, SCALES, STEP)
+  with compile_count.compilations() as compiled:
+    maps = extractor(image)
+    got = pool_boxes(maps, boxes, 100, 150, SCALES, box_bucket=4, input_size=64)
+    first = len(compiled)
+    pool_boxes(extractor(image[::-1].copy()), boxes, 100, 150, SCALES,
+               box_bucket=4, input_size=64)  # same shapes: nothing new to compile
+  assert compiled.count('conv5_of_image') == len(SCALES), compiled
+  assert compiled.count('_pool_padded') <= len(SCALES), compiled
+  assert len(compiled) == first, compiled
+  chosen = set()
+  for r, (y0, x0, y1, x1) in enumerate(boxes):
+    area = (y1 - y0) * (x1 - x0)
+    k = int(np.argmin([abs(area * (s / 100) ** 2 - 64 ** 2) for s in SCALES]))
+    chosen.add(k)
+    shape = _bucket(100, 150, SCALES[k])
+    resized = np.round(tf.image.resize(image, shape, method='bilinear').numpy())
+    conv5 = model.apply({'params': params},
+                        normalize_images(resized[None].astype(np.uint8)),
+                        method='features')
+    fy, fx = shape[0] / 100, shape[1] / 150
+    rows = conv5_cells(y0 * fy, y1 * fy, conv5.shape[1])
+    cols = conv5_cells(x0 * fx, x1 * fx, conv5.shape[2])
+    expected = spatial_pyramid_pool(conv5[:, rows, cols])[0]
+    np.testing.assert_array_equal(got[r], np.asarray(expected), err_msg=str(r))
+  assert len(chosen) >= 2, chosen
+
+
+def test_detector_region_outputs_are_the_fc_layers_of_each_pooled_box():
+  """Over scales and chunks of `batch_boxes` rows (a group split in several
+  calls, padded), in the boxes' order; asked-for layers only. The reference
+  is pool_boxes (checked above) and fc6-fc8 in NumPy."""
+  from sppnet_jax.detection.inference.detector import Detector  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.detection.features.pooling import PoolingSettings  # pylint: disable=g-import-not-at-top
+  model = SPPNet(width_multiplier=0.1, fc_dim=8, num_classes=3)
+  rng = np.random.default_rng(1)
+  params = model.init(jax.random.key(1), jnp.zeros((1, 64, 64, 3)),
+                      train=False)['params']
+  image = rng.integers(0, 256, (100, 150, 3), dtype=np.uint8)
+  sides = rng.uniform(20, 100, (37, 2))
+  y0 = rng.uniform(0, 100 - sides[:, 0])
+  x0 = rng.uniform(0, 150 - sides[:, 1])
+  boxes = np.stack([y0, x0, y0 + sides[:, 0], x0 + sides[:, 1]],
+                   1).astype(np.float32)
+  maps = MultiScaleConv5(model, params, SCALES, STEP)(image)
+  detector = Detector(model, params,
+                      PoolingSettings(SCALES, (6, 3, 2, 1), 'paper', 'paper', 64),
+                      num_classes=2, batch_boxes=5)
+  groups = detector.pooled_groups(maps, boxes, 100, 150)
+  assert len(groups) >= 2 and max(len(rows) for rows, _ in groups) > 5
+  got = detector.region_outputs(maps, boxes, 100, 150)
+  pool5 = pool_boxes(maps, boxes, 100, 150, SCALES, input_size=64)
+
+  def dense(x, name, relu=True):
+    y = x @ np.asarray(params[name]['kernel']) + np.asarray(params[name]['bias'])
+    return np.maximum(y, 0) if relu else y
+
+  fc6 = dense(pool5, 'fc6')
+  fc7 = dense(fc6, 'fc7')
+  expected = {'pool5': pool5, 'fc6': fc6, 'fc7': fc7,
+              'logits': dense(fc7, 'fc8', relu=False)}
+  assert sorted(got) == sorted(expected)
+  np.testing.assert_array_equal(got['pool5'], pool5)
+  for name in ('fc6', 'fc7', 'logits'):
+    np.testing.assert_allclose(got[name], expected[name], rtol=1e-5,
+                               atol=1e-5, err_msg=name)
+  wanted = np.array([36, 0, 5, 5, 17])  # repeats, any order
+  np.testing.assert_array_equal(detector.pooled_rows(groups, wanted),
+                                pool5[wanted])
+  only = detector.region_outputs(maps, boxes, 100, 150, ('logits',))
+  assert list(only) == ['logits']
+  np.testing.assert_array_equal(only['logits'], got['logits'])
+
+
+def test_maps_of_one_padded_shape_share_one_compilation():
+  """Maps are padded to multiples of MAP_CELLS_STEP cells (the boxes never
+  reach the padding), so 64 map shapes compile region pooling once per table
+  depth; every result is still the pyramid of the box's own cells."""
+  from sppnet_jax.detection.features import pooling as features  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(2)
+  step = features.MAP_CELLS_STEP
+  with compile_count.compilations() as compiled:
+    for height in range(2 * step + 1, 3 * step + 1):
+      for width in range(step + 1, 2 * step + 1):
+        conv5 = rng.normal(size=(height, width, 3)).astype(np.float32)
+        cells = np.array([[0, 0, height, width], [1, 2, 5, 7], [0, 0, 0, 0]])
+        valid = np.array([True, True, False])
+        got = np.asarray(features.pool_cells(conv5, cells, valid, (6, 3, 2, 1)))
+        for r in range(2):
+          y0, x0, y1, x1 = cells[r]
+          np.testing.assert_array_equal(
+              got[r], np.asarray(spatial_pyramid_pool(
+                  conv5[None, y0:y1, x0:x1], (6, 3, 2, 1)))[0])
+        assert not got[2].any()
+  assert compiled.count('_pool_padded') == 1, compiled
