@@ -14,7 +14,8 @@ import jax
 
 from sppnet_jax.core import parallel
 from sppnet_jax.core.train_state import (TrainState, batch_sums,
-                                         classification_outputs)
+                                         classification_outputs,
+                                         classification_step, jit_train_step)
 from sppnet_jax.core.zf5 import normalize_images
 
 
@@ -24,17 +25,13 @@ def train_step(state: TrainState, batch: dict, *, model, schedule, seed: int,
   (and the learning rate of the step)."""
   dropout_key = jax.random.fold_in(jax.random.key(seed), state.step)
 
-  def loss_fn(params):
+  def logits_of(params):
     images = normalize_images(batch['image'], model.dtype)
-    logits = model.apply({'params': params}, images, train=True,
-                         rngs={'dropout': dropout_key})
-    outputs = classification_outputs(logits, batch['label'], label_smoothing)
-    return outputs['loss'].mean(), outputs
+    return model.apply({'params': params}, images, train=True,
+                       rngs={'dropout': dropout_key})
 
-  grads, outputs = jax.grad(loss_fn, has_aux=True)(state.params)
-  sums = batch_sums(outputs)
-  sums['learning_rate'] = schedule(state.step)
-  return state.apply_gradients(grads=grads), sums
+  return classification_step(state, logits_of, batch['label'], schedule,
+                             label_smoothing)
 
 
 def make_train_step(model, schedule, *, seed: int = 0, label_smoothing: float = 0.0,
@@ -43,11 +40,7 @@ def make_train_step(model, schedule, *, seed: int = 0, label_smoothing: float = 
   over its data axis and the state as `state_sharding`."""
   step = functools.partial(train_step, model=model, schedule=schedule,
                            seed=seed, label_smoothing=label_smoothing)
-  if mesh is None:
-    return jax.jit(step, donate_argnums=0)
-  return jax.jit(step, in_shardings=(state_sharding, parallel.batch_sharding(mesh)),
-                 out_shardings=(state_sharding, parallel.replicated_sharding(mesh)),
-                 donate_argnums=0)
+  return jit_train_step(step, mesh, state_sharding)
 
 
 def eval_step(params, batch: dict, *, model) -> dict:

@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+from sppnet_jax.core import parallel
+
 
 class TrainState(train_state.TrainState):
   """params, opt_state and step; apply_fn and tx are static."""
@@ -53,3 +55,33 @@ def batch_sums(outputs: dict, mask=None) -> dict:
   sums['count'] = jnp.where(mask, jnp.ones(mask.shape, jnp.int32),
                             jnp.zeros(mask.shape, jnp.int32)).sum()
   return sums
+
+
+def classification_step(state: TrainState, logits_of, labels, schedule,
+                        label_smoothing: float = 0.0):
+  """One SGD step of softmax classification: the gradient of the mean
+  cross-entropy of `logits_of(params)` (B, K) against `labels` (B,), applied;
+  returns the new state and the batch's sums with the step's learning rate."""
+
+  def loss_fn(params):
+    outputs = classification_outputs(logits_of(params), labels,
+                                     label_smoothing)
+    return outputs['loss'].mean(), outputs
+
+  grads, outputs = jax.grad(loss_fn, has_aux=True)(state.params)
+  sums = batch_sums(outputs)
+  sums['learning_rate'] = schedule(state.step)
+  return state.apply_gradients(grads=grads), sums
+
+
+def jit_train_step(step, mesh=None, state_sharding=None):
+  """`step(state, batch)` jitted with the state donated; with a mesh, the batch
+  sharded over its data axis, the state as `state_sharding` and the sums
+  replicated."""
+  if mesh is None:
+    return jax.jit(step, donate_argnums=0)
+  return jax.jit(step, in_shardings=(state_sharding,
+                                     parallel.batch_sharding(mesh)),
+                 out_shardings=(state_sharding,
+                                parallel.replicated_sharding(mesh)),
+                 donate_argnums=0)

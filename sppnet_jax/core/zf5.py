@@ -167,8 +167,9 @@ class ZF5(nn.Module):
                            ('fc8', self.num_classes)):
       setattr(self, name, nn.Dense(features, dtype=self.dtype,
                                    **self._initializers(name)))
-    # The names the compact version gave its two dropout layers: the dropout
-    # masks derive from them, so training draws the same masks as before.
+    # Flax's auto-names for two dropout layers: the dropout masks derive from
+    # the module names, so these names fix which masks a seed draws (and keep
+    # checkpointed runs resuming with the same masks).
     self.Dropout_0 = nn.Dropout(self.dropout_rate)  # pylint: disable=invalid-name
     self.Dropout_1 = nn.Dropout(self.dropout_rate)  # pylint: disable=invalid-name
     if self.lrn != 'none':

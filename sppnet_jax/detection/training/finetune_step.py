@@ -12,9 +12,8 @@ import functools
 
 import jax
 
-from sppnet_jax.core import parallel
-from sppnet_jax.core.train_state import (TrainState, batch_sums,
-                                         classification_outputs)
+from sppnet_jax.core.train_state import (TrainState, classification_step,
+                                         jit_train_step)
 
 
 def _row_logits(model, params, pooled_row, key):
@@ -29,24 +28,15 @@ def finetune_step(state: TrainState, batch: dict, *, model, schedule,
   step_key = jax.random.fold_in(jax.random.key(seed), state.step)
   keys = jax.vmap(lambda p: jax.random.fold_in(step_key, p))(batch['position'])
 
-  def loss_fn(params):
-    logits = jax.vmap(functools.partial(_row_logits, model, params))(
+  def logits_of(params):
+    return jax.vmap(functools.partial(_row_logits, model, params))(
         batch['pooled'].astype(model.dtype), keys)
-    outputs = classification_outputs(logits, batch['label'])
-    return outputs['loss'].mean(), outputs
 
-  grads, outputs = jax.grad(loss_fn, has_aux=True)(state.params)
-  sums = batch_sums(outputs)
-  sums['learning_rate'] = schedule(state.step)
-  return state.apply_gradients(grads=grads), sums
+  return classification_step(state, logits_of, batch['label'], schedule)
 
 
 def make_finetune_step(model, schedule, *, seed: int, mesh, state_sharding):
   """The jitted step: state donated and replicated, batch over the data axis."""
   step = functools.partial(finetune_step, model=model, schedule=schedule,
                            seed=seed)
-  return jax.jit(step, in_shardings=(state_sharding,
-                                     parallel.batch_sharding(mesh)),
-                 out_shardings=(state_sharding,
-                                parallel.replicated_sharding(mesh)),
-                 donate_argnums=0)
+  return jit_train_step(step, mesh, state_sharding)
