@@ -25,7 +25,10 @@ The methods, per image:
   library's test path exactly as `--mode=eval` and `--mode=detect` run it:
   `MultiScaleConv5` (conv5 of the resized image once per scale), then
   `Detector.detect_from_maps` (each box pooled at its scale, fc6-fc8, softmax
-  scores, per-class NMS).
+  scores, per-class NMS);
+* SPP-net ... SVD: the same with fc6 and fc7 as the two factors of their
+  truncated SVD at --svd_ranks (Fast R-CNN's 1024 and 256;
+  `detection.inference.svd`, as `--config.test.svd_ranks` runs them).
 
 Columns: the stages timed one after another with the device synchronised
 between them (conv: conv1-conv5 including the resize or warp; pooling: region
@@ -57,6 +60,7 @@ RCNN_INPUT = 224  # the network's training input, to which R-CNN warps
 RCNN_CONTEXT = 16  # output pixels of context on each side (R-CNN's context_pad)
 ONE_SCALE = (688,)
 FIVE_SCALES = (480, 576, 688, 864, 1200)
+SVD_RANKS = (1024, 256)  # Fast R-CNN's fc6 and fc7 ranks
 STAGES = ('conv', 'pooling', 'fc')
 
 
@@ -168,8 +172,9 @@ class RCNN:
 class SPPNet:
   """conv5 once per scale, then `Detector.detect_from_maps`."""
 
-  def __init__(self, model, params, scales, batch_boxes: int):
+  def __init__(self, model, params, scales, batch_boxes: int, svd_ranks=()):
     from sppnet_jax.detection.config import base_config  # pylint: disable=g-import-not-at-top
+    from sppnet_jax.detection.inference import head, svd  # pylint: disable=g-import-not-at-top
     from sppnet_jax.detection.inference.detector import Detector  # pylint: disable=g-import-not-at-top
     from sppnet_jax.detection.features.conv5 import MultiScaleConv5  # pylint: disable=g-import-not-at-top
     from sppnet_jax.detection.features.pooling import PoolingSettings  # pylint: disable=g-import-not-at-top
@@ -179,7 +184,9 @@ class SPPNet:
                                  config.detection.size_step)
     self.detector = Detector(
         model, params, PoolingSettings.of(config, model.spp_levels, 224),
-        num_classes=model.num_classes - 1, batch_boxes=batch_boxes)
+        num_classes=model.num_classes - 1, batch_boxes=batch_boxes,
+        svd_factors=svd.factor_head(head.head_params(params), svd_ranks)
+        if svd_ranks else None)
 
   def __call__(self, image, boxes) -> dict:
     import jax  # pylint: disable=g-import-not-at-top
@@ -205,20 +212,24 @@ class SPPNet:
 
 # ----------------------------------------------------------------------------
 
-def macs_per_image(model, scales, boxes: int, height: int, width: int) -> dict:
+def macs_per_image(model, scales, boxes: int, height: int, width: int,
+                   ranks=()) -> dict:
   """{'conv', 'fc'} multiply-accumulates of one image: R-CNN (scales None)
-  runs the convolutions on every 224 window; SPP-net once per scale."""
+  runs the convolutions on every 224 window; SPP-net once per scale; fc6
+  and fc7 at `ranks` when given."""
   from sppnet_jax.core import zf5  # pylint: disable=g-import-not-at-top
   from sppnet_jax.core.data import image_ops  # pylint: disable=g-import-not-at-top
   from sppnet_jax.detection.config import base_config  # pylint: disable=g-import-not-at-top
-  fc = model.pool5_dim() * model.fc_dim + model.fc_dim ** 2 + (
-      model.fc_dim * model.num_classes)
+  from sppnet_jax.detection.inference import svd  # pylint: disable=g-import-not-at-top
+  whole = svd.head_macs(model.pool5_dim(), model.fc_dim, model.num_classes)
+  fc = svd.head_macs(model.pool5_dim(), model.fc_dim, model.num_classes,
+                     ranks)
   if scales is None:
-    conv = boxes * (zf5.forward_macs(model, RCNN_INPUT) - fc)
+    conv = boxes * (zf5.forward_macs(model, RCNN_INPUT) - whole)
   else:
     step = base_config().detection.size_step
     conv = sum(zf5.forward_macs(model, *image_ops.full_image_size(
-        height, width, s, step)) - fc for s in scales)
+        height, width, s, step)) - whole for s in scales)
   return {'conv': conv, 'fc': boxes * fc}
 
 
@@ -232,6 +243,8 @@ def parse_args(argv):
                       help='warped windows per R-CNN call')
   parser.add_argument('--batch_boxes', type=int, default=1024,
                       help="SPP-net's regions per fc call (test.batch_boxes)")
+  parser.add_argument('--svd_ranks', default=','.join(map(str, SVD_RANKS)),
+                      help='fc6,fc7 ranks of the SVD rows')
   parser.add_argument('--dtype', default='float32',
                       choices=('float32', 'bfloat16'))
   parser.add_argument('--quick', action='store_true',
@@ -267,12 +280,20 @@ def main(argv=None):
   params = jax.jit(model.init, static_argnames='train')(
       jax.random.key(0), np.zeros((1, RCNN_INPUT, RCNN_INPUT, 3), np.float32),
       train=False)['params']
+  ranks = tuple(int(r) for r in args.svd_ranks.split(','))
   methods = {
-      'R-CNN (warped windows)': (RCNN(model, params, args.rcnn_batch), None),
+      'R-CNN (warped windows)': (RCNN(model, params, args.rcnn_batch), None,
+                                 ()),
       'SPP-net, 1 scale': (SPPNet(model, params, ONE_SCALE, args.batch_boxes),
-                           ONE_SCALE),
+                           ONE_SCALE, ()),
       'SPP-net, 5 scales': (SPPNet(model, params, FIVE_SCALES, args.batch_boxes),
-                            FIVE_SCALES),
+                            FIVE_SCALES, ()),
+      'SPP-net, 1 scale, SVD': (SPPNet(model, params, ONE_SCALE,
+                                       args.batch_boxes, ranks),
+                                ONE_SCALE, ranks),
+      'SPP-net, 5 scales, SVD': (SPPNet(model, params, FIVE_SCALES,
+                                        args.batch_boxes, ranks),
+                                 FIVE_SCALES, ranks),
   }
   fc_in, fc_out = model.pool5_dim(), model.fc_dim
   a = jax.device_put(rng.standard_normal((args.boxes, fc_in), np.float32))
@@ -280,7 +301,7 @@ def main(argv=None):
   matmul = jax.jit(lambda a, b: a @ b)
 
   # Warm-up: every shape compiled (R-CNN has one: a batch of windows).
-  for method, _ in methods.values():
+  for method, _, _ in methods.values():
     if isinstance(method, RCNN):
       method(images[0], proposals[0][:args.rcnn_batch])
     else:
@@ -291,7 +312,7 @@ def main(argv=None):
   times = {name: [] for name in methods}
   matmul_seconds = []
   for image, boxes in zip(images, proposals):  # interleaved: load hits all rows
-    for name, (method, _) in methods.items():
+    for name, (method, _, _) in methods.items():
       times[name].append(method(image, boxes))
       print(f'  {name}: {times[name][-1]["total"]:.2f} s', flush=True)
     start = time.perf_counter()
@@ -318,9 +339,9 @@ def main(argv=None):
         'images/s | speed-up | GMACs conv + fc | MACs ratio | GFLOP/s | '
         'of matmul % | pooling % |')
   print('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
-  for name, (_, scales) in methods.items():
+  for name, (_, scales, svd_ranks) in methods.items():
     m = median[name]
-    macs = macs_per_image(model, scales, boxes, height, width)
+    macs = macs_per_image(model, scales, boxes, height, width, svd_ranks)
     stage_sum = sum(m[s] for s in STAGES)
     flops = 2.0 * (macs['conv'] + macs['fc'])
     rate = flops / stage_sum

@@ -143,6 +143,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.test.max_per_image = 100
   config.test.pre_nms_per_class = 300  # best boxes per class NMS looks at
   config.test.batch_boxes = 1024  # regions per fc6/fc7 call
+  # Truncated SVD of fc6 and fc7 (Fast R-CNN's section 3.1; inference/svd.py):
+  # () runs them whole; (1024, 256) keeps ranks 1024 and 256 of a full-width
+  # head (scaled with fc_dim for narrow ones): fewer multiply-accumulates per
+  # region, no retraining. Used by --mode=eval and --mode=detect.
+  config.test.svd_ranks = ()
 
   config.seed = 0
   return config
@@ -197,6 +202,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if not 0 <= ft.bg_low <= ft.fg_threshold <= 1:
     raise ConfigError('config.finetune needs 0 <= bg_low <= fg_threshold <= 1, '
                       f'got {ft.bg_low} and {ft.fg_threshold}.')
+  ranks = tuple(config.test.svd_ranks)
+  if ranks and (len(ranks) != 2 or any(
+      not isinstance(r, int) or r < 1 for r in ranks)):
+    raise ConfigError(f'config.test.svd_ranks={ranks} must be () or two '
+                      'positive ranks (fc6, fc7), e.g. (1024, 256).')
   if config.proposals.num_workers < -1:
     raise ConfigError('config.proposals.num_workers must be -1 (one per core), '
                       '0 (in the main process) or a count.')

@@ -36,7 +36,7 @@ from sppnet_jax.detection.features.cache import (Conv5Store, LruImageCache,
                                                  cache_settings, compute_conv5)
 from sppnet_jax.detection.features.conv5 import MultiScaleConv5
 from sppnet_jax.detection.features.pooling import PoolingSettings
-from sppnet_jax.detection.inference import detect_mode
+from sppnet_jax.detection.inference import detect_mode, svd
 from sppnet_jax.detection.inference.detector import Detector
 from sppnet_jax.detection.inference.linear_models import (BoxRegressor,
                                                           LinearClassifiers)
@@ -72,8 +72,13 @@ class DetectionRun:
   def proposal_store(self, split: str) -> ProposalStore:
     return ProposalStore(proposal_dir(self.config, self.workdir, split))
 
+  @property
+  def model_folder(self) -> str:
+    """Where the trained linear models and SVD factors are."""
+    return os.path.join(self.workdir, MODEL_FOLDER)
+
   def model_path(self, name: str) -> str:
-    return os.path.join(self.workdir, MODEL_FOLDER, name)
+    return os.path.join(self.model_folder, name)
 
   def ground_truth(self, split: str) -> dict:
     """The split's ground truth as scoring takes it, read from the data
@@ -137,7 +142,7 @@ def conv5_of(run: DetectionRun) -> MultiScaleConv5:
 
 
 def detector_of(run: DetectionRun, params: dict, *, classifier=None,
-                regressor=None) -> Detector:
+                regressor=None, svd_factors=None) -> Detector:
   """The detector of fc6-fc8 `params` with the recipe's test settings."""
   test = run.config.test
   return Detector(detector_model(run.backbone, run.num_classes),
@@ -145,7 +150,7 @@ def detector_of(run: DetectionRun, params: dict, *, classifier=None,
                   classifier=classifier, regressor=regressor,
                   nms_iou=test.nms_iou, max_per_image=test.max_per_image,
                   pre_nms_per_class=test.pre_nms_per_class,
-                  batch_boxes=test.batch_boxes)
+                  batch_boxes=test.batch_boxes, svd_factors=svd_factors)
 
 
 def score(run: DetectionRun, detector: Detector,
@@ -224,8 +229,12 @@ def load_detector(run: DetectionRun) -> tuple[Detector, int]:
                 if config.detection.classifier == 'svm' else None)
   regressor = (BoxRegressor.load(run.model_path('bbox.npz'))
                if config.bbox_regression.enabled else None)
-  return detector_of(run, params, classifier=classifier,
-                     regressor=regressor), step
+  ranks = svd.scaled_ranks(config.test.svd_ranks, run.backbone.model.fc_dim)
+  factors = (svd.load_or_factor(run.model_folder, params, ranks, step,
+                                write=jax.process_index() == 0)
+             if ranks else None)
+  return detector_of(run, params, classifier=classifier, regressor=regressor,
+                     svd_factors=factors), step
 
 
 def evaluate(run: DetectionRun) -> scoring.SplitScore:

@@ -58,3 +58,21 @@ def test_macs_per_image_are_the_paper_comparison_s(scales, expected_tera):
   fc = 12800 * 4096 + 4096 * 4096 + 4096 * 21  # fc6-fc8 of one box
   assert macs['fc'] == 2000 * fc
   assert abs((macs['conv'] + macs['fc']) / 1e12 - expected_tera) < 0.01
+
+
+def test_svd_rows_count_the_factored_fc6_and_fc7():
+  # Fast R-CNN's ranks: fc6 1024 (12800 + 4096), fc7 256 (4096 + 4096), fc8
+  # whole: about 19.5 M per box against 69 M.
+  model = SPPNet(num_classes=21)
+  per_box = 1024 * (12800 + 4096) + 256 * (4096 + 4096) + 4096 * 21
+  assert per_box == 19_484_672
+  macs = detection_speed.macs_per_image(model, detection_speed.ONE_SCALE,
+                                        2000, 375, 500, (1024, 256))
+  whole = detection_speed.macs_per_image(model, detection_speed.ONE_SCALE,
+                                         2000, 375, 500)
+  assert macs['fc'] == 2000 * per_box
+  assert macs['conv'] == whole['conv']
+  # A rank that keeps a layer whole counts it whole.
+  assert detection_speed.macs_per_image(
+      model, detection_speed.ONE_SCALE, 2000, 375, 500,
+      (4096, 4096))['fc'] == whole['fc']

@@ -38,7 +38,8 @@ class Detections:
 
 @dataclasses.dataclass
 class Detector:
-  """fc6-fc8 of the fine-tuned detector with its classifiers and regressor."""
+  """fc6-fc8 of the fine-tuned detector (fc6 and fc7 optionally as their
+  truncated SVD's factors) with its classifiers and regressor."""
   model: object  # the SPP-net with (classes + 1) outputs
   params: dict  # its fc6-fc8 (only these see regions)
   pooling: PoolingSettings
@@ -49,6 +50,7 @@ class Detector:
   max_per_image: int = 100
   pre_nms_per_class: int = 300
   batch_boxes: int = 1024
+  svd_factors: dict | None = None  # fc6/fc7 as `svd.factor_head` factors
 
   def pooled_groups(self, maps: Sequence[ScaledMap], boxes, height: int,
                     width: int) -> list:
@@ -70,7 +72,7 @@ class Detector:
         size = min(padded_count(len(chunk), self.batch_boxes),
                    pooled.shape[0] - start)
         part = head.layer_outputs(self.model, self.params, pooled, start, size,
-                                  layers)
+                                  layers, self.svd_factors)
         for name, value in part.items():
           if name not in out:
             out[name] = np.zeros((num_boxes,) + value.shape[1:], np.float32)

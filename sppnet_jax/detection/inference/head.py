@@ -2,7 +2,8 @@
 of the backbone SPP-net with fc8 replaced (classes + background,
 `backbone.detection_params`). Only fc6-fc8 see regions (the conv layers
 computed the maps the regions were pooled from), so only they are applied
-here, and only the layers asked for.
+here, and only the layers asked for. fc6 and fc7 run whole, or as the two
+factors of their truncated SVD (`svd.py`) when given.
 """
 
 import functools
@@ -20,12 +21,21 @@ def head_params(params: dict) -> dict:
   return {name: params[name] for name in HEAD_LAYERS}
 
 
-def _outputs(module, pooled, layers):
+def _fc(module, name, inputs, factors):
+  """Layer `name` of the module, or its SVD factors and its bias."""
+  if name not in factors:
+    return getattr(module, name)(inputs)
+  first, second = (f.astype(module.dtype) for f in factors[name])
+  bias = module.variables['params'][name]['bias']
+  return (inputs @ first) @ second + bias.astype(module.dtype)
+
+
+def _outputs(module, pooled, layers, factors):
   outputs = {'pool5': pooled}
   if {'fc6', 'fc7', 'logits'} & set(layers):
-    outputs['fc6'] = nn.relu(module.fc6(pooled))
+    outputs['fc6'] = nn.relu(_fc(module, 'fc6', pooled, factors))
   if {'fc7', 'logits'} & set(layers):
-    outputs['fc7'] = nn.relu(module.fc7(outputs['fc6']))
+    outputs['fc7'] = nn.relu(_fc(module, 'fc7', outputs['fc6'], factors))
   if 'logits' in layers:
     outputs['logits'] = module.fc8(outputs['fc7']).astype(jnp.float32)
   return {name: outputs[name] for name in layers}
@@ -33,11 +43,14 @@ def _outputs(module, pooled, layers):
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5))
 def layer_outputs(model, params: dict, pooled: jnp.ndarray, start,
-                  size: int, layers: tuple = OUTPUT_LAYERS) -> dict:
+                  size: int, layers: tuple = OUTPUT_LAYERS,
+                  factors: dict | None = None) -> dict:
   """Rows start..start + size of pool5 vectors (R, D) -> {layer: (size, .)}
   of the detector at test time (no dropout) for `layers` of OUTPUT_LAYERS
-  (fc6, fc7 after ReLU): only those are computed and returned. `start` is
-  traced (one compilation per (R, size)), start + size <= R."""
+  (fc6, fc7 after ReLU): only those are computed and returned. `factors`:
+  {layer: (first, second)} of `svd.factor_head` for the layers that run
+  factored. `start` is traced (one compilation per (R, size) and factor
+  shapes), start + size <= R."""
   rows = jax.lax.dynamic_slice_in_dim(pooled, start, size)
   return model.apply({'params': params}, rows.astype(model.dtype), layers,
-                     method=_outputs)
+                     factors or {}, method=_outputs)

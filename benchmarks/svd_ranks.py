@@ -1,0 +1,77 @@
+"""The truncated SVD of fc6 and fc7 against the whole head, on a trained
+detection workdir: for each rank pair (given for a full-width head, scaled
+with the workdir's fc_dim as `--config.test.svd_ranks` scales them), the test
+split's VOC07 mAP and COCO AP, the fc6-fc8 multiply-accumulates per region
+and the milliseconds per image of scoring the split (detect_from_maps on the
+cached maps: pooling, fc6-fc8, scores, NMS, box regression; maps read from
+the cache), so a user can pick ranks.
+
+  python main.py --config=configs/detection/tiny.py --workdir=runs/detection
+  python benchmarks/svd_ranks.py --config=configs/detection/tiny.py \\
+      --workdir=runs/detection
+
+The factors are computed once per rank pair and kept in WORKDIR/detector/
+(as eval does), so a rerun only scores.
+"""
+
+import time
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from sppnet_jax import runtime
+from sppnet_jax.detection import pipeline
+from sppnet_jax.detection.inference import svd
+
+config_flags.DEFINE_config_file('config', 'configs/detection/tiny.py',
+                                'The detection recipe the workdir was '
+                                'trained with.', lock_config=True)
+flags.DEFINE_string('workdir', None, 'A trained detection workdir.')
+flags.DEFINE_string('ranks', '0;2048,512;1024,256;512,128;256,64',
+                    'Semicolon-separated fc6,fc7 rank pairs for a full-width '
+                    'head; 0: the whole head.')
+flags.DEFINE_integer('repeats', 1, 'Scoring passes per row (the fastest is '
+                     'reported).')
+flags.mark_flags_as_required(['workdir'])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  runtime.prefer_fast_cpu_convolutions()
+  runtime.start_jax()
+  config, workdir = FLAGS.config, FLAGS.workdir
+  run = pipeline.open_run(config, workdir)
+  model = run.backbone.model
+  fc_in = model.pool5_dim()
+  rows = []
+  for text in FLAGS.ranks.split(';'):
+    wanted = () if text.strip() == '0' else tuple(
+        int(r) for r in text.split(','))
+    with config.unlocked():
+      config.test.svd_ranks = wanted
+    detector, _ = pipeline.load_detector(run)
+    seconds = []
+    for _ in range(max(1, FLAGS.repeats)):
+      start = time.perf_counter()
+      score = pipeline.score(run, detector, config.eval_split)
+      seconds.append(time.perf_counter() - start)
+    ranks = svd.scaled_ranks(wanted, model.fc_dim)
+    rows.append((text, ranks, score, min(seconds) / score.num_images,
+                 svd.head_macs(fc_in, model.fc_dim, model.num_classes,
+                               ranks)))
+  print(f'\n{run.num_classes}-class test split, {rows[0][2].num_images} '
+        f'images; head: pool5 {fc_in} -> fc6 {model.fc_dim} -> fc7 '
+        f'{model.fc_dim}; classifier {config.detection.classifier}\n')
+  print('| svd_ranks (full width) | ranks here | test mAP (%) | COCO AP (%) | '
+        'fc MACs per region | ms per image |')
+  print('|---|---|---:|---:|---:|---:|')
+  for text, ranks, score, per_image, macs in rows:
+    print(f'| {"whole" if not ranks else text} | '
+          f'{", ".join(map(str, ranks)) or "whole"} | '
+          f'{100 * score.voc["map"]:.2f} | {100 * score.coco["ap"]:.2f} | '
+          f'{macs:,} | {1e3 * per_image:.1f} |')
+
+
+if __name__ == '__main__':
+  app.run(main)
