@@ -1,17 +1,45 @@
-"""Trains and evaluates ZFNet / SPP-net, for classification or detection (kept
-short: flags, start-up, hand-off to the recipe's task).
+"""SPP-net and ZFNet (He et al., 2014) in JAX: classification and detection.
 
-  python main.py --config=configs/sppnet_mult.py --workdir=DIR   # train (resumes)
-  python main.py --config=configs/sppnet_mult.py --workdir=DIR --mode=eval
-  python main.py --workdir=DIR   # the embedded default (configs/tiny.py) on a CPU
-  python main.py --workdir=DIR --mode=predict photos/*.jpg
-  python main.py --config=configs/detection/tiny.py --workdir=DIR   # detection
-  python main.py --config=configs/detection/tiny.py --workdir=DIR --mode=detect a.jpg
+usage: python main.py --workdir=DIR [--config=RECIPE] [--mode=MODE]
+                      [--config.FIELD=VALUE ...] [IMAGE_FILE_OR_FOLDER ...]
 
-Any config field can be overridden: --config.batch_size=64. Mistakes a user can
-fix (sppnet_jax.errors.UserError) end in one line and exit status 2; anything
-else keeps its traceback.
+--mode (default train):
+  train      train in DIR (a second run resumes); detection: every stage, then
+             the test split's score
+  eval       score DIR's best checkpoint (classification: the validation split;
+             detection: the test split)
+  predict    classification: the top-5 classes of image files and folders
+  detect     detection: boxes in image files and folders (JSON lines on
+             stdout, drawings in DIR/detect/)
+  export     classification: the checkpoint as jax.export files in DIR/export/
+  proposals  detection: only the region proposals of the train and eval splits
+
+--config (default configs/tiny.py; configs/NAME.py: configs/classification/):
+  configs/tiny.py             SPP-net on a generated 10-class set, CPU minutes
+  configs/sppnet_mult.py      SPP-net on ImageNet at 224 and 180 pixels (paper)
+  configs/sppnet_single.py    the same at 224 only; configs/zfnet.py: ZFNet
+  configs/detection/tiny.py   detection on a generated 8-class set, CPU minutes
+  configs/detection/voc07.py  detection on PASCAL VOC 2007 (paper)
+
+Most used fields (all, with their meaning: sppnet_jax/classification/config.py
+and sppnet_jax/detection/config.py):
+  --config.batch_size=256 --config.learning_rate=0.01 --config.num_epochs=160
+  --config.data_dir=DIR --config.eval.protocol=ten_view --config.dtype=bfloat16
+  --config.detection.backbone=WORKDIR --config.detection.scales='(688,)'
+
+Examples:
+  python main.py --workdir=runs/tiny       # train the default, then evaluate
+  python main.py --workdir=runs/tiny --mode=predict photos/ a.jpg
+  python main.py --config=configs/detection/tiny.py --workdir=runs/det
+  python main.py --config=configs/detection/tiny.py --workdir=runs/det \\
+      --mode=detect a.jpg
+
+A mistake on the command line is one line `error: ...` and exit status 2.
+--helpfull lists every flag (--images, --json, --from_export, multi-process).
 """
+
+# Kept short: flags, start-up, hand-off to the recipe's task (the docstring
+# above is --help).
 
 import os
 import runpy
@@ -29,43 +57,91 @@ _FIELDS_DOC = {'classification': 'sppnet_jax/classification/config.py',
 FLAGS = flags.FLAGS
 
 
+def _recipe_path() -> str:
+  """The (last, as absl takes it) --config=... of the command line, or the
+  default recipe."""
+  return next((arg.split('=', 1)[1] for arg in reversed(sys.argv[1:])
+               if arg.startswith('--config=')), _DEFAULT_RECIPE)
+
+
 def _recipe_fields():
   """The fields of the recipe named by --config (the default recipe's if that
   one cannot be loaded), to name an unknown override's close match."""
-  recipe = next((arg.split('=', 1)[1] for arg in sys.argv[1:]
-                 if arg.startswith('--config=')), _DEFAULT_RECIPE)
   try:
-    return runpy.run_path(recipe.split(':')[0])['get_config']()
+    return runpy.run_path(_recipe_path().split(':')[0])['get_config']()
   except Exception:  # pylint: disable=broad-except
     return runpy.run_path(_DEFAULT_RECIPE)['get_config']()
+
+
+def _exit_user_error(message: str) -> None:
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(2)
 
 
 def _exit_unknown_field(error: Exception) -> None:
   fields = _recipe_fields()
   message = cli.unknown_config_field(
       fields, sys.argv[1:], _FIELDS_DOC[fields.get('task', 'classification')])
-  print(f'error: {message or str(error).splitlines()[0]}', file=sys.stderr)
-  sys.exit(2)
+  _exit_user_error(message or str(error).splitlines()[0])
+
+
+def _exit_if_no_recipe() -> None:
+  """ml_collections keeps a recipe's load failure (no such file, a folder,
+  unreadable) until the config is first used: one line for it here."""
+  try:
+    FLAGS['config'].value.get('task')
+  except OSError as error:
+    _exit_user_error(cli.recipe_error(FLAGS['config'].config_filename, error))
 
 
 def _parse_flags(argv):
-  """absl's parsing, with a misspelled nested --config field (found here, when
-  the overrides are applied) as the same one-line error as a top-level one."""
+  """absl's parsing, with every mistake on the command line (an unknown flag
+  or --config field, a value of the wrong type, an unknown mode, a recipe that
+  cannot be loaded, no --workdir) as one line and exit status 2, before JAX or
+  TensorFlow start; --help prints the docstring (exit 0)."""
+  wanted = cli.help_wanted(argv[1:])
+  if wanted:
+    if wanted == 'full':
+      app.usage(shorthelp=False, writeto_stdout=True, exitcode=0)
+    try:
+      print(__doc__.strip(), flush=True)
+    except BrokenPipeError:  # `main.py --help | head`
+      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(0)
   try:
-    return FLAGS(argv)
+    arguments = FLAGS(argv)
   except (AttributeError, KeyError) as error:
     _exit_unknown_field(error)
+  except flags.Error as error:
+    _exit_user_error(cli.flag_error(error, _recipe_fields()))
+  except OSError as error:  # A recipe that failed to load, met by an override.
+    _exit_user_error(cli.recipe_error(_recipe_path(), error))
+  _exit_if_no_recipe()
+  if any(arg.startswith('--config.') for arg in argv[1:]):
+    message = cli.override_type_error(_recipe_fields(), FLAGS.config, argv[1:])
+    if message:
+      _exit_user_error(message)
+  if not FLAGS.workdir:
+    _exit_user_error('--workdir is required: the folder of the run\'s '
+                     'checkpoints and logs, e.g. --workdir=runs/tiny.')
+  if arguments[1:] and FLAGS.mode not in ('predict', 'detect'):
+    _exit_user_error(f'unexpected arguments: {" ".join(arguments[1:])} (only '
+                     '--mode=predict and detect take image files as '
+                     'arguments)')
+  return arguments
 
 
 try:  # The recipe is loaded, and top-level --config.* names checked, here.
   config_flags.DEFINE_config_file(
       'config', _DEFAULT_RECIPE,
-      'Recipe file (configs/classification/*.py); fields can be overridden with '
+      'Recipe file: configs/classification/*.py (configs/NAME.py for short) or '
+      'configs/detection/*.py; fields can be overridden with '
       '--config.NAME=VALUE.', lock_config=True)
 except (AttributeError, KeyError) as error:
   _exit_unknown_field(error)
 
-flags.DEFINE_string('workdir', None, 'Directory for checkpoints and TensorBoard logs.')
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints and TensorBoard logs '
+                    '(required).')
 flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'export', 'predict',
                                     'proposals', 'detect'],
                   'train: train (resuming from the workdir); eval: score the best '
@@ -91,15 +167,10 @@ flags.DEFINE_string('coordinator_address', None, 'Multi-process runs: host:port 
                     'VMs and SLURM.')
 flags.DEFINE_integer('num_processes', None, 'Multi-process runs: number of processes.')
 flags.DEFINE_integer('process_id', None, 'Multi-process runs: this process, 0-based.')
-flags.mark_flags_as_required(['workdir'])
 
 
 def main(argv):
-  arguments = argv[1:]
-  if arguments and FLAGS.mode not in ('predict', 'detect'):
-    raise app.UsageError(f'unexpected arguments: {" ".join(arguments)} (only '
-                         '--mode=predict and detect take image files as '
-                         'arguments)')
+  arguments = argv[1:]  # Checked in _parse_flags.
   runtime.prefer_fast_cpu_convolutions()  # Before JAX starts.
   runtime.quiet_library_logs()
   distributed = dict(coordinator_address=FLAGS.coordinator_address,
@@ -118,8 +189,7 @@ def main(argv):
         from_export=FLAGS.from_export,
         distributed=distributed))
   except errors.UserError as error:
-    print(f'error: {error}', file=sys.stderr)
-    sys.exit(2)
+    _exit_user_error(str(error))
 
 
 if __name__ == '__main__':

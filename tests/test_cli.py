@@ -1,14 +1,16 @@
 """main.py's command line: unknown --config fields (nested ones too) and user
 errors as one line with exit status 2; any other exception keeps its traceback."""
 
+import os
 import subprocess
 import sys
 
 import pytest
 
-from sppnet_jax import cli
+from sppnet_jax import cli, errors
 from sppnet_jax.classification.config import base_config
-from tests.helpers import ROOT, run_main
+from sppnet_jax.core.data import image_files
+from tests.helpers import ROOT, SMALL_RECIPE, main_command, run_main
 
 DOC = 'sppnet_jax/classification/config.py'
 
@@ -86,3 +88,155 @@ def test_test_configs_are_locked():
   from tests.helpers import small_config  # pylint: disable=g-import-not-at-top
   with pytest.raises(KeyError, match='batch_sise'):
     small_config('', batch_sise=3)
+
+
+# Every mistake on the command line: one line `error: ...` on stderr, exit
+# status 2, nothing on stdout, no workdir, in about the start-up of Python and
+# JAX's import. The runs get a `tensorflow` that fails to import and a JAX
+# platform that does not exist: a mistake found only after TensorFlow or JAX's
+# backend started (or after data was read: --config.data_dir names no folder)
+# ends in a traceback instead, and fails here.
+DETECTION_RECIPE = 'tests/detection/small_recipe.py'
+_RECIPES = ('configs/classification/*.py (configs/NAME.py for short) and '
+            'configs/detection/*.py.')
+MISTAKES = {
+    'unknown recipe': (
+        ['--workdir={w}'], 'configs/nope.py',
+        'error: cannot load the recipe --config=configs/nope.py: no such file; '
+        f'the recipes are {_RECIPES}'),
+    'unreadable recipe': (
+        ['--workdir={w}'], 'configs',
+        'error: cannot load the recipe --config=configs: a folder, not a recipe '
+        f'file; the recipes are {_RECIPES}'),
+    'no workdir': (
+        [], SMALL_RECIPE,
+        "error: --workdir is required: the folder of the run's checkpoints and "
+        'logs, e.g. --workdir=runs/tiny.'),
+    'unknown mode': (
+        ['--workdir={w}', '--mode=evaluate'], SMALL_RECIPE,
+        'error: --mode=evaluate is not one of train, eval, export, predict, '
+        'proposals, detect: did you mean --mode=eval?'),
+    'unknown flag': (
+        ['--workdir={w}', '--work_dir=x'], SMALL_RECIPE,
+        "error: Unknown command line flag 'work_dir'. Did you mean: workdir ?"),
+    'wrong type': (
+        ['--workdir={w}', '--config.batch_size=abc'], SMALL_RECIPE,
+        'error: --config.batch_size=abc is not an integer (the recipe has '
+        '--config.batch_size=16).'),
+    'wrong type in a tuple': (
+        ['--workdir={w}', '--config.train_sizes=abc'], SMALL_RECIPE,
+        'error: --config.train_sizes=abc is not a tuple of integers (the recipe '
+        "has --config.train_sizes='(64, 48)')."),
+    'out of range': (
+        ['--workdir={w}', '--config.batch_size=0'], SMALL_RECIPE,
+        'error: config.batch_size=0 must be a positive multiple of the device '
+        'count: set --config.batch_size to one, e.g. 256.'),
+    'out of range, detection': (
+        ['--workdir={w}', '--config.finetune.batch_size=0'], DETECTION_RECIPE,
+        'error: config.finetune.num_steps, batch_size, eval_every_steps, '
+        'log_every_steps and checkpoint_every_steps must be at least 1.'),
+    'images in train mode': (
+        ['--workdir={w}', '{t}/a.jpg'], SMALL_RECIPE,
+        'error: unexpected arguments: {t}/a.jpg (only --mode=predict and detect '
+        'take image files as arguments)'),
+    'predict: no such file': (
+        ['--workdir={w}', '--mode=predict', '{t}/a.jpg'], SMALL_RECIPE,
+        'error: no such file or folder: {t}/a.jpg: name image files or folders '
+        'that exist.'),
+    'detect: no such file': (
+        ['--workdir={w}', '--mode=detect', '{t}/a.jpg'], DETECTION_RECIPE,
+        'error: no such file or folder: {t}/a.jpg: name image files or folders '
+        'that exist.'),
+    'predict: no such folder': (
+        ['--workdir={w}', '--mode=predict', '--images={t}/photos/,{t}/b.png'],
+        SMALL_RECIPE,
+        'error: no such file or folder: {t}/photos/, {t}/b.png: name image '
+        'files or folders that exist.'),
+    'detect: no such folder': (
+        ['--workdir={w}', '--mode=detect', '--images={t}/photos/,{t}/b.png'],
+        DETECTION_RECIPE,
+        'error: no such file or folder: {t}/photos/, {t}/b.png: name image '
+        'files or folders that exist.'),
+}
+
+
+def _run_mistake(args, recipe, tmp_path):
+  fake = tmp_path / 'no_tensorflow' / 'tensorflow'
+  fake.mkdir(parents=True, exist_ok=True)
+  (fake / '__init__.py').write_text(
+      "raise ImportError('TensorFlow was imported before the command line "
+      "was checked')\n")
+  env = dict(os.environ, JAX_PLATFORMS='no_such_platform',
+             PYTHONPATH=os.pathsep.join(
+                 [str(fake.parent)] + os.environ.get('PYTHONPATH', '').split(
+                     os.pathsep)))
+  args = [arg.format(w=tmp_path / 'workdir', t=tmp_path) for arg in args]
+  args += ['--config.data_dir=/no/such/folder'] * (recipe != 'configs/nope.py')
+  return subprocess.run(main_command(*args, recipe=recipe), cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize('name', MISTAKES)
+def test_a_mistake_is_one_line_and_creates_nothing(name, tmp_path):
+  args, recipe, line = MISTAKES[name]
+  result = _run_mistake(args, recipe, tmp_path)
+  assert (result.returncode, result.stdout, result.stderr.splitlines()) == (
+      2, '', [line.format(t=tmp_path)]), result.stderr[-3000:]
+  assert not (tmp_path / 'workdir').exists()
+
+
+def test_predict_and_detect_agree_on_missing_files(tmp_path):
+  (tmp_path / 'a.jpg').write_bytes(b'')
+  args = ['--workdir={w}', '{t}/a.jpg', '{t}/gone.jpg', '{t}/gone/']
+  predict = _run_mistake(['--mode=predict'] + args, SMALL_RECIPE, tmp_path)
+  detect = _run_mistake(['--mode=detect'] + args, DETECTION_RECIPE, tmp_path)
+  assert predict.returncode == detect.returncode == 2
+  assert predict.stderr == detect.stderr == (
+      f'error: no such file or folder: {tmp_path}/gone.jpg, {tmp_path}/gone/: '
+      'name image files or folders that exist.\n')
+  assert not (tmp_path / 'workdir').exists()
+
+
+def test_a_file_named_directly_and_through_its_folder_is_taken_once(
+    tmp_path, monkeypatch):
+  for name in ('b.png', 'a.jpg', 'notes.txt', 'c.JPEG'):
+    (tmp_path / name).write_bytes(b'')
+  (tmp_path / 'more').mkdir()
+  (tmp_path / 'more' / 'd.jpg').write_bytes(b'')
+  folder, a, b, c = (str(tmp_path), str(tmp_path / 'a.jpg'),
+                     str(tmp_path / 'b.png'), str(tmp_path / 'c.JPEG'))
+  d = str(tmp_path / 'more' / 'd.jpg')
+  assert image_files.named_images([a, folder]) == [a, b, c]
+  assert image_files.named_images([folder, a]) == [b, c, a]
+  assert image_files.named_images([folder + '/', folder]) == [
+      folder + '/a.jpg', folder + '/b.png', folder + '/c.JPEG']
+  monkeypatch.chdir(tmp_path)  # Relative and absolute names of one file.
+  assert image_files.named_images(['./a.jpg', folder, 'more', d]) == [
+      './a.jpg', b, c, d]
+  # A file named twice is taken twice, as asked.
+  assert image_files.named_images([a, a]) == [a, a]
+  (tmp_path / 'empty').mkdir()
+  with pytest.raises(errors.DataError, match='no image files'):
+    image_files.named_images([str(tmp_path / 'empty')])
+  with pytest.raises(errors.DataError, match='no images given'):
+    image_files.named_images([])
+
+
+def test_help_is_short_and_starts_with_the_modes_and_recipes():
+  result = subprocess.run([sys.executable, 'main.py', '--help'], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0 and result.stderr == ''
+  lines = result.stdout.splitlines()
+  assert len(lines) < 40
+  text = result.stdout
+  for mode in ('train', 'eval', 'predict', 'detect', 'export', 'proposals'):
+    assert f'\n  {mode} ' in text
+  for recipe in ('configs/tiny.py', 'configs/sppnet_mult.py',
+                 'configs/detection/tiny.py', 'configs/detection/voc07.py'):
+    assert recipe in text
+  assert '--config.batch_size=' in text and '--helpfull' in text
+  full = subprocess.run([sys.executable, 'main.py', '--helpfull'], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300)
+  assert full.returncode == 0
+  assert full.stdout.startswith(text.strip()) and '--coordinator_address' in (
+      full.stdout)

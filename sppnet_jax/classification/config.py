@@ -139,6 +139,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _validate_eval_protocol(config)
   if config.log_every_steps < 1:
     raise ConfigError('config.log_every_steps must be at least 1.')
+  for field in ('batch_size', 'eval_batch_size'):  # Global: JAX checks the
+    if config[field] < 1:  # multiple of the device count once it has started.
+      raise ConfigError(f'config.{field}={config[field]} must be a positive '
+                        f'multiple of the device count: set --config.{field} '
+                        'to one, e.g. 256.')
 
 
 def _validate_eval_protocol(config) -> None:

@@ -10,7 +10,8 @@ import sys
 from sppnet_jax import runtime
 from sppnet_jax.classification.config import validate_config
 from sppnet_jax.core import checkpoints
-from sppnet_jax.errors import ConfigError, DataError
+from sppnet_jax.core.data import image_files
+from sppnet_jax.errors import ConfigError
 
 MODES = ('train', 'eval', 'export', 'predict')
 
@@ -28,9 +29,8 @@ def run(mode: str, config, workdir: str, *, images=(), json_lines: bool = False,
   if mode == 'train':
     os.makedirs(workdir, exist_ok=True)
   else:  # Only reads: fail now, and create nothing, if there is nothing to read.
-    if mode == 'predict' and not images:
-      raise DataError('no images to predict: pass image files or folders as '
-                      'arguments (or --images=a.jpg,b.png).')
+    if mode == 'predict':
+      images = image_files.named_images(images)
     if not (mode == 'predict' and from_export):
       checkpoints.locate_checkpoint(workdir, path=config.eval.checkpoint_path,
                                     step=config.eval.checkpoint_step)
@@ -82,14 +82,11 @@ def _export(config, workdir: str) -> None:
         flush=True)
 
 
-def _predict(config, workdir: str, images, json_lines: bool,
+def _predict(config, workdir: str, paths, json_lines: bool,
              from_export: bool) -> int:
-  """Prints the top-5 of every image; 1 if any could not be read, else 0."""
+  """Prints the top-5 of every image file of `paths` (`named_images`); 1 if
+  any could not be read, else 0."""
   from sppnet_jax.classification import predict  # pylint: disable=g-import-not-at-top
-  paths = predict.expand_paths(images)
-  if not paths:
-    raise DataError(f'no image files in {", ".join(images)}: pass image files '
-                    'or folders that hold some.')
   if from_export:
     predictor = predict.predictor_from_export(config, os.path.join(workdir, 'export'))
   else:

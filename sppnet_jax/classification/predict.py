@@ -17,9 +17,6 @@ from sppnet_jax.classification import eval_views, export
 from sppnet_jax.classification.restore import restore
 from sppnet_jax.core.data import image_files, image_ops
 
-expand_paths = image_files.expand_paths
-
-
 # The short side at `short_side`, the aspect kept, each side rounded to a
 # multiple of `step` (the shape bucket, as the full_image eval protocol makes).
 full_image_shape = image_ops.full_image_size

@@ -11,6 +11,7 @@ import math
 import sys
 
 from sppnet_jax import runtime
+from sppnet_jax.core.data import image_files
 from sppnet_jax.detection.config import validate_config
 from sppnet_jax.errors import ConfigError
 
@@ -24,6 +25,8 @@ def run(mode: str, config, workdir: str, *, images=(),
   if mode not in MODES:
     raise ConfigError(f'--mode={mode} is not a detection mode: use one of '
                       f'{", ".join(MODES)} with a detection recipe.')
+  if mode == 'detect':  # Before anything loads, as --mode=predict.
+    images = image_files.named_images(images)
   runtime.keep_tensorflow_off_accelerators()
   runtime.start_jax(**(distributed or {}))
   # Imported once JAX has started (jax.distributed must come first).

@@ -67,17 +67,18 @@ def test_predict_reports_a_corrupt_file_and_goes_on(trained, tmp_path):
 
 def test_predict_takes_files_and_folders_as_plain_arguments(trained, tmp_path):
   """As a shell glob gives them: `--mode=predict photos/*.jpg`; folders expand to
-  their image files, and --images still works beside them."""
+  their image files, and --images still works beside them. A file named both
+  directly and through its folder is predicted once."""
   data, workdir, _ = trained
   folder = os.path.join(data, 'val', 'circle')
   files = [os.path.join(folder, name) for name in sorted(os.listdir(folder))]
   result = run_main('--mode=predict', f'--workdir={workdir}',
                     f'--config.data_dir={data}', '--config.num_epochs=1', '--json',
                     f'--images={files[0]}', files[1], files[2],
-                    os.path.join(data, 'val', 'ring'))
+                    os.path.join(data, 'val', 'ring'), folder)
   assert result.returncode == 0, result.stderr[-3000:]
   lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
   ring = os.path.join(data, 'val', 'ring')
   assert [line['file'] for line in lines] == files[:3] + [
-      os.path.join(ring, name) for name in sorted(os.listdir(ring))]
+      os.path.join(ring, name) for name in sorted(os.listdir(ring))] + files[3:]
   assert all(len(line['predictions']) == 5 for line in lines)

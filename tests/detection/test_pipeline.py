@@ -151,6 +151,23 @@ def test_train_eval_detect(setup, reference, tmp_path):
   code, again, err = _run(setup, workdir, '--mode=eval')
   assert code == 0, err
   assert again == out
+  # With fc6 and fc7 as truncated SVDs (in a copy: the reference's files stay
+  # as the other tests read them): ranks that keep the narrow test head
+  # (fc_dim 16) whole give the same table; Fast R-CNN's ranks, scaled to
+  # (4, 1), run factored, from factors stored once in WORKDIR/detector/.
+  copy = str(tmp_path / 'svd')
+  shutil.copytree(workdir, copy)
+  code, whole, err = _run(setup, copy, '--mode=eval',
+                          '--config.test.svd_ranks=(4096,4096)')
+  assert code == 0, err
+  assert whole == out
+  code, factored, err = _run(setup, copy, '--mode=eval',
+                             '--config.test.svd_ranks=(1024,256)')
+  assert code == 0, err
+  assert factored.splitlines()[-1].startswith('test VOC07 mAP ')
+  assert factored != out
+  assert [n for n in os.listdir(os.path.join(copy, 'detector'))
+          if n.startswith('svd_fc6-4_fc7-1_step-')]
   # detect on [good, corrupt, good]: the corrupt one is reported, the others
   # get their JSON line and PNG.
   data = setup[0]

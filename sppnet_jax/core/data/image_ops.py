@@ -10,9 +10,6 @@ filters properly when shrinking, at roughly half the CPU throughput.
 import numpy as np
 import tensorflow as tf
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
-
-
 def read(data, is_path: bool):
   """The encoded bytes of a record: read from the file if `data` is a path."""
   return tf.io.read_file(data) if is_path else data

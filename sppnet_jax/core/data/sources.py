@@ -32,7 +32,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from sppnet_jax.core.data.image_ops import IMAGE_EXTENSIONS
+from sppnet_jax.core.data.image_files import IMAGE_EXTENSIONS
 from sppnet_jax.core.data.options import no_autograph
 from sppnet_jax.errors import DataError
 

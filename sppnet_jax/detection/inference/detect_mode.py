@@ -23,7 +23,6 @@ from sppnet_jax.detection.inference import drawing
 from sppnet_jax.detection.inference.detector import Detector
 from sppnet_jax.detection.proposals.selective_search import (
     SelectiveSearchSettings, selective_search)
-from sppnet_jax.errors import DataError
 
 # Detections below this score are left out of the output (but not of the
 # evaluation, which ranks them all): the class probability for softmax, the
@@ -35,12 +34,9 @@ def detect_files(detector: Detector, conv5: MultiScaleConv5,
                  proposal_settings: SelectiveSearchSettings,
                  class_names: Sequence[str], paths, *, min_score: float,
                  out_dir: str, out=sys.stdout) -> int:
-  """Detects in every image file of `paths` (files or folders); returns the
-  number of unreadable files."""
-  paths = image_files.expand_paths(paths)
-  if not paths:
-    raise DataError('no images to detect in: pass image files or folders as '
-                    'arguments (or --images=a.jpg,dir/).')
+  """Detects in every image file of `paths` (files or folders, checked by
+  `image_files.named_images`); returns the number of unreadable files."""
+  paths = image_files.named_images(paths)
   taken, unreadable = set(), 0
   for path in paths:
     image, error = image_files.read_image(path)
