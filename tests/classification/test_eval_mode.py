@@ -1,5 +1,6 @@
 """--mode=eval on saved checkpoints, on another device count than training had."""
 
+import glob
 import json
 import os
 import time
@@ -75,7 +76,9 @@ def test_eval_mode_with_another_protocol(trained, protocol, extra):
 def test_a_mistyped_workdir_fails_at_once_and_creates_nothing(small_data, tmp_path,
                                                              mode):
   workdir = tmp_path / 'no_such_run'
-  images = [os.path.join(small_data, 'val')] if mode == 'predict' else []
+  # predict names a real image: the workdir is what is mistyped.
+  image = sorted(glob.glob(os.path.join(small_data, 'val', '*', '*')))[0]
+  images = [image] if mode == 'predict' else []
   start = time.perf_counter()
   result = run_main(f'--mode={mode}', f'--workdir={workdir}', *images,
                     f'--config.data_dir={small_data}')

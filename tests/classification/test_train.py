@@ -80,7 +80,7 @@ def test_checkpoint_of_another_model_is_a_clear_error(small_data, tmp_path):
     (dict(num_classes=7), 'config.num_classes=7 but the embedded data has 10 '
      'classes: set --config.num_classes=10 (or -1 to follow the data).'),
     (dict(batch_size=0), 'config.batch_size=0 must be a positive multiple of the '
-     '1 devices: set --config.batch_size to a multiple of 1.'),
+     'device count: set --config.batch_size to one, e.g. 256.'),
     (dict(train_sizes=(24,)), 'train_sizes=(24,) and eval_size=64 must be at '
      'least 31 (the smallest input ZF-5 accepts): raise them.'),
 ])

@@ -12,9 +12,11 @@ training stages their region features (`region_outputs`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from sppnet_jax.detection import boxes as box_lib
@@ -58,25 +60,45 @@ class Detector:
     boxes pooled per scale, on the device."""
     return pool_with(self.pooling, maps, boxes, height, width)
 
+  def packed(self, groups) -> tuple[np.ndarray, jax.Array]:
+    """The groups' valid rows in one device buffer, group after group at
+    running offsets: (rows (N,) the boxes' indices in buffer order, buffer
+    (B, D) with N <= B, rows past N zeros or padding). One group is its own
+    buffer. Each group's padded array is written whole at its offset and the
+    next group overwrites its padding, so B covers the last write; B is a
+    `padded_count` of `batch_boxes` (bounded compilations)."""
+    if len(groups) == 1:
+      return groups[0]
+    counts = [len(rows) for rows, _ in groups]
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    end = max(int(o) + pooled.shape[0] for o, (_, pooled) in zip(offsets,
+                                                                  groups))
+    dim, dtype = groups[0][1].shape[1], groups[0][1].dtype
+    buffer = _zeros(padded_count(end, self.batch_boxes), dim, dtype)
+    for offset, (_, pooled) in zip(offsets, groups):
+      buffer = _write_rows(buffer, pooled, np.int32(offset))
+    return np.concatenate([rows for rows, _ in groups]), buffer
+
   def group_outputs(self, groups, num_boxes: int,
                     layers: Sequence[str] = head.OUTPUT_LAYERS) -> dict:
     """{layer: (num_boxes, .) NumPy} of `pooled_groups`' boxes, in the
-    boxes' order: fc6-fc8 applied on the device to at most `batch_boxes`
-    rows per call; only `layers` are computed and copied to the host."""
+    boxes' order: fc6-fc8 applied on the device to the `packed` rows, at most
+    `batch_boxes` per call, so the rows computed exceed the boxes only in the
+    last call's padding; only `layers` are computed and copied to the host."""
     if not num_boxes:
       raise DataError('no regions to score')
     layers, out = tuple(layers), {}
-    for rows, pooled in groups:
-      for start in range(0, len(rows), self.batch_boxes):
-        chunk = rows[start:start + self.batch_boxes]
-        size = min(padded_count(len(chunk), self.batch_boxes),
-                   pooled.shape[0] - start)
-        part = head.layer_outputs(self.model, self.params, pooled, start, size,
-                                  layers, self.svd_factors)
-        for name, value in part.items():
-          if name not in out:
-            out[name] = np.zeros((num_boxes,) + value.shape[1:], np.float32)
-          out[name][chunk] = np.asarray(value)[:len(chunk)]
+    rows, pooled = self.packed(groups)
+    for start in range(0, len(rows), self.batch_boxes):
+      chunk = rows[start:start + self.batch_boxes]
+      size = min(padded_count(len(chunk), self.batch_boxes),
+                 pooled.shape[0] - start)
+      part = head.layer_outputs(self.model, self.params, pooled, start, size,
+                                layers, self.svd_factors)
+      for name, value in part.items():
+        if name not in out:
+          out[name] = np.zeros((num_boxes,) + value.shape[1:], np.float32)
+        out[name][chunk] = np.asarray(value)[:len(chunk)]
     return out
 
   def pooled_rows(self, groups, wanted) -> np.ndarray:
@@ -143,6 +165,19 @@ def _take(pooled, positions):
 
 # One compilation per (group rows, padded count of rows taken).
 _take_rows = jax.jit(_take)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _zeros(rows: int, dim: int, dtype):
+  return jnp.zeros((rows, dim), dtype)
+
+
+def _write(buffer, pooled, offset):
+  return jax.lax.dynamic_update_slice_in_dim(buffer, pooled, offset, 0)
+
+
+# One compilation per (buffer rows, group rows); the buffer is updated in place.
+_write_rows = jax.jit(_write, donate_argnums=0)
 
 
 def select(boxes, scores, nms_iou: float, pre_nms_per_class: int,

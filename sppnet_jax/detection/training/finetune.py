@@ -116,7 +116,6 @@ def open_finetuning(config, workdir: str, backbone: Backbone,
           f'{workdir}/{FOLDER} holds fine-tuning with other settings '
           f'({"; ".join(changes)}): use another --workdir, or the settings '
           'it was started with.')
-    logging.info('Fine-tuning resumes from step %d.', step)
   return Finetuning(model, state, sharding, schedule, mesh, store), step
 
 
@@ -156,6 +155,8 @@ def run_finetuning(config: ml_collections.ConfigDict, workdir: str,
   settings = config.finetune
   parallel.local_batch_size(settings.batch_size, 'finetune.batch_size')
   run, step = open_finetuning(config, workdir, backbone, class_names)
+  if 0 < step < settings.num_steps:
+    logging.info('Fine-tuning resumes from step %d.', step)
   is_main = jax.process_index() == 0
   writer = metric_writers.create_default_writer(
       os.path.join(workdir, FOLDER), just_logging=not is_main)

@@ -2,6 +2,8 @@
 the scale by the paper's area rule, the cells by the receptive-field centres,
 the pyramid of the cut-out cells; bounded compilations."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -107,6 +109,30 @@ def test_detector_region_outputs_are_the_fc_layers_of_each_pooled_box():
   only = detector.region_outputs(maps, boxes, 100, 150, ('logits',))
   assert list(only) == ['logits']
   np.testing.assert_array_equal(only['logits'], got['logits'])
+  # The fc work follows the box count, not the groups: the scales' rows are
+  # packed into one buffer and cut into ceil(37 / 16) = 3 calls, where one
+  # call per group's remainder would need more calls and rows.
+  from sppnet_jax.detection.features.pooling import padded_count  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.detection.inference import head  # pylint: disable=g-import-not-at-top
+  sizes = []
+  real = head.layer_outputs
+
+  def counted(model, params, pooled, start, size, *rest):
+    sizes.append(size)
+    return real(model, params, pooled, start, size, *rest)
+
+  wide = dataclasses.replace(detector, batch_boxes=16)
+  per_group = [padded_count(len(rows[s:s + 16]), 16)
+               for rows, _ in groups for s in range(0, len(rows), 16)]
+  head.layer_outputs = counted
+  try:
+    packed = wide.group_outputs(groups, len(boxes), ('logits',))
+  finally:
+    head.layer_outputs = real
+  assert len(sizes) == 3 < len(per_group)
+  assert sum(sizes) <= len(boxes) + 8 < sum(per_group)
+  np.testing.assert_allclose(packed['logits'], got['logits'], rtol=1e-5,
+                             atol=1e-6)
 
 
 def test_maps_of_one_padded_shape_share_one_compilation():
