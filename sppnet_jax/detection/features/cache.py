@@ -23,9 +23,10 @@ whole files and resumes with the images still missing. A settings record
 (`conv5.json`: scales, size step, flips, dtype, backbone) refuses to mix
 files made otherwise. The ground truth is stored for the training stages
 (region labels, SVM positives, box-regression targets); evaluation reads its
-ground truth from the data source. Every process writes the files of its shard; every
-process then reads all of them (fine-tuning samples regions over the whole
-training set), so on several hosts `features.dir` must be a shared folder.
+ground truth from the data source. Every process writes the files of its
+shard; every process then reads all of them (fine-tuning samples regions over
+the whole training set), so on several hosts `features.dir` must be a shared
+folder.
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ class CachedImage:
       raise DataError(f'image {self.image_id}: the cache holds no mirrored '
                       'maps; remake it with flips (features.dir) or set '
                       '--config.finetune.flip=False.')
-    return [ScaledMap(np.asarray(m, np.float32),
-                                  r[0] / self.height, r[1] / self.width)
+    return [ScaledMap(np.asarray(m, np.float32), r[0] / self.height,
+                      r[1] / self.width)
             for m, r in zip(maps, self.resized)]
 
 
@@ -151,8 +152,8 @@ class CacheStats:
 def compute_conv5(examples: Iterable, store: Conv5Store,
                   conv5: MultiScaleConv5, *, flip: bool,
                   dtype: str = 'float16') -> CacheStats:
-  """Caches the maps of every example (`data.sources.DetectionExample`) not yet in
-  the store; returns what was done."""
+  """Caches the maps of every example (`data.sources.DetectionExample`) not
+  yet in the store; returns what was done."""
   computed = cached = written = 0
   start = time.perf_counter()
   for example in examples:

@@ -32,6 +32,13 @@ class PoolingSettings:
   projection_rule: str
   input_size: int
 
+  def options(self) -> dict:
+    """The keywords of `pool_groups` and `pool_boxes` these settings fix."""
+    return dict(scales=self.scales, levels=self.levels,
+                scale_rule=self.scale_rule,
+                projection_rule=self.projection_rule,
+                input_size=self.input_size)
+
   @classmethod
   def of(cls, config, levels, input_size: int) -> 'PoolingSettings':
     """From the detection config's fields and the backbone's pyramid."""
@@ -127,34 +134,15 @@ def pool_groups(maps: Sequence[ScaledMap], boxes: np.ndarray, image_height: int,
   return groups
 
 
-def gather_groups(groups, count: int) -> np.ndarray:
-  """The (count, D) NumPy rows of `pool_groups`' result, in the boxes'
-  order."""
-  out = None
-  for rows, pooled in groups:
-    if out is None:
-      out = np.zeros((count, pooled.shape[1]), np.float32)
-    out[rows] = np.asarray(pooled)[:len(rows)]
-  return out
-
-
 def pool_boxes(maps: Sequence[ScaledMap], boxes: np.ndarray, image_height: int,
                image_width: int, scales: Sequence[int],
                levels: Sequence[int] = (6, 3, 2, 1), **options) -> np.ndarray:
   """(R, C * sum(n^2)) pooled vectors of (R, 4) pixel boxes, in their order,
   as NumPy (`pool_groups`, whose keyword options it takes)."""
-  if not len(boxes):
-    channels = maps[0].conv5.shape[-1]
-    return np.zeros((0, channels * sum(n * n for n in levels)), np.float32)
-  return gather_groups(pool_groups(maps, boxes, image_height, image_width,
-                                   scales, levels, **options), len(boxes))
-
-
-def pool_with(settings: PoolingSettings, maps: Sequence[ScaledMap], boxes,
-              image_height: int, image_width: int, *,
-              box_bucket: int = 256) -> list[tuple[np.ndarray, jax.Array]]:
-  """`pool_groups` with the settings' scales, pyramid and rules."""
-  return pool_groups(maps, boxes, image_height, image_width, settings.scales,
-                     settings.levels, scale_rule=settings.scale_rule,
-                     projection_rule=settings.projection_rule,
-                     box_bucket=box_bucket, input_size=settings.input_size)
+  channels = maps[0].conv5.shape[-1]
+  out = np.zeros((len(boxes), channels * sum(n * n for n in levels)),
+                 np.float32)
+  for rows, pooled in pool_groups(maps, boxes, image_height, image_width,
+                                  scales, levels, **options):
+    out[rows] = np.asarray(pooled)[:len(rows)]
+  return out

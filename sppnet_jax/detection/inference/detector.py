@@ -22,7 +22,7 @@ import numpy as np
 from sppnet_jax.detection import boxes as box_lib
 from sppnet_jax.detection.features.conv5 import ScaledMap
 from sppnet_jax.detection.features.pooling import (PoolingSettings,
-                                                   padded_count, pool_with)
+                                                   padded_count, pool_groups)
 from sppnet_jax.detection.inference import head, nms
 from sppnet_jax.detection.inference.linear_models import (BoxRegressor,
                                                           LinearClassifiers)
@@ -58,7 +58,7 @@ class Detector:
                     width: int) -> list:
     """`pooling.pool_groups` with the detector's pooling settings: the
     boxes pooled per scale, on the device."""
-    return pool_with(self.pooling, maps, boxes, height, width)
+    return pool_groups(maps, boxes, height, width, **self.pooling.options())
 
   def packed(self, groups) -> tuple[np.ndarray, jax.Array]:
     """The groups' valid rows in one device buffer, group after group at

@@ -6,9 +6,9 @@ function of seed and step: 25% foreground, flips), every process pools its
 share from the cached maps (`split_regions.pool_batch`), and the jitted step
 (`finetune_step.py`) updates the replicated fc layers on the mesh; the loop's
 bookkeeping (metrics, divergence, preemption, saving) is `core.train_loop`'s,
-as classification's. The learning rate drops by
-`lr_drop` every `lr_drop_every` steps (the authors' step schedule); weights
-decay, biases learn at twice the rate (core.optim, as classification).
+as classification's. The learning rate drops by `lr_drop` every
+`lr_drop_every` steps (the authors' step schedule); weights decay, biases
+learn at twice the rate (core.optim, as classification).
 
 Orbax keeps the latest states in WORKDIR/finetune/checkpoints (every
 `checkpoint_every_steps`, on SIGTERM or a preemption notice, at the end) and,

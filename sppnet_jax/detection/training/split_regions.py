@@ -17,8 +17,7 @@ import numpy as np
 
 from sppnet_jax.detection import boxes as box_lib
 from sppnet_jax.detection.features.cache import CachedImage, Conv5Store
-from sppnet_jax.detection.features.pooling import (PoolingSettings,
-                                                   gather_groups, pool_with)
+from sppnet_jax.detection.features.pooling import PoolingSettings, pool_boxes
 from sppnet_jax.detection.proposals.store import ProposalStore
 from sppnet_jax.detection.training import sampling
 
@@ -27,9 +26,8 @@ def pool_image(image: CachedImage, boxes, settings: PoolingSettings, *,
                flipped: bool = False, box_bucket: int = 256) -> np.ndarray:
   """(R, D) pooled vectors of (R, 4) boxes of the cached image (boxes of the
   mirrored image when `flipped`)."""
-  return gather_groups(pool_with(settings, image.scaled_maps(flipped), boxes,
-                                 image.height, image.width,
-                                 box_bucket=box_bucket), len(boxes))
+  return pool_boxes(image.scaled_maps(flipped), boxes, image.height,
+                    image.width, box_bucket=box_bucket, **settings.options())
 
 
 @dataclasses.dataclass(frozen=True)
