@@ -70,15 +70,38 @@ def start_jax(*, coordinator_address: str | None = None,
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
 
 
+# Library lines a run does not need at the default verbosity: (logger name or
+# source path fragment, message start). INFO lines of Orbax (per-save reports)
+# and of JAX (backend probing, such as the libtpu failure on every CPU host) go
+# too; warnings and errors of all libraries stay.
+_QUIET_LINES = (
+    ('/orbax/', 'CheckpointManagerOptions.read_only=True'),  # Every restore.
+    ('/orbax/', 'Given directory is read only'),
+    ('clu/platform/', 'Created artifact'),  # The profile's URL: None off Borg.
+)
+
+
 class _QuietLibraries(logging.Filter):
-  """Keeps the libraries' routine INFO lines (Orbax's per-save reports) out of
-  the console, so that the progress and metric lines stay readable."""
+  """Keeps library chatter out of the console (see _QUIET_LINES), so that a
+  run prints what it does and its results."""
 
   def filter(self, record) -> bool:
-    return record.levelno >= logging.WARNING or '/orbax/' not in record.pathname
+    path = record.pathname.replace(os.sep, '/')
+    if record.levelno < logging.WARNING and (
+        '/orbax/' in path or record.name.split('.')[0] == 'jax'):
+      return False
+    return not any(where in path and record.getMessage().startswith(start)
+                   for where, start in _QUIET_LINES)
 
 
 def quiet_library_logs() -> None:
+  """Installs the filter on absl's handler, and keeps TensorFlow's C++ start-up
+  notices (oneDNN, CPU features) off stderr: it must run before TensorFlow is
+  imported. TensorFlow only runs the input pipeline here, whose ops oneDNN
+  does not change; $TF_ENABLE_ONEDNN_OPTS and $TF_CPP_MIN_LOG_LEVEL, when set,
+  are kept."""
+  os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   absl_logging.get_absl_handler().addFilter(_QuietLibraries())
 

@@ -6,10 +6,10 @@ import os
 
 import jax
 import ml_collections
-from clu import metric_writers
 
 from sppnet_jax.classification import evaluate
 from sppnet_jax.classification.restore import restore
+from sppnet_jax.core import metric_output
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -31,7 +31,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     path = os.path.join(out_dir, f'metrics_step_{restored.step}{suffix}.json')
     with open(path, 'w') as f:
       json.dump(metrics, f, indent=1)
-    writer = metric_writers.create_default_writer(out_dir)
+    writer = metric_output.open_writer(out_dir)
     writer.write_scalars(restored.step, {
         f'eval{suffix}_{k}': v for k, v in metrics.items()
         if isinstance(v, (int, float))})

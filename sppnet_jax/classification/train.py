@@ -19,14 +19,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
-from clu import metric_writers, periodic_actions
+from clu import periodic_actions
 from jax.experimental import multihost_utils
 
 from sppnet_jax.classification import evaluate, input_pipeline
 from sppnet_jax.classification.config import resolve_config
 from sppnet_jax.classification.model import create_model
 from sppnet_jax.classification.steps import make_train_step
-from sppnet_jax.core import checkpoints, lookahead, optim, parallel
+from sppnet_jax.core import checkpoints, lookahead, metric_output, optim, parallel
 from sppnet_jax.core.preemption import StopRequest
 from sppnet_jax.core.train_loop import LoopSkeleton
 from sppnet_jax.core.train_state import TrainState
@@ -183,11 +183,27 @@ class _SkippedTrainImages:
 
 
 def _write_train_metrics(writer, step: int, values: dict, seconds: float,
-                         steps: int, batch_size: int, skipped: int) -> None:
+                         steps: int, batch_size: int, skipped: int) -> dict:
+  """Writes the train scalars of one report and returns them."""
   scalars = {f'train_{k}': float(v) for k, v in values.items()}
   scalars['train_images_per_sec'] = steps * batch_size / max(seconds, 1e-9)
   scalars['train_skipped_images'] = skipped
   writer.write_scalars(step, scalars)
+  return scalars
+
+
+def _log_evaluation(step: int, run, eval_metrics: dict, train_step: int,
+                    train: dict) -> None:
+  """The console's line per evaluation: validation metrics, and those of the
+  last training report (step `train_step`) when there is one."""
+  line = (f'step {step}/{run.total_steps} (epoch {step / run.steps_per_epoch:.1f}):'
+          f' validation top-1 {100 * eval_metrics["top1"]:.2f}%, top-5 '
+          f'{100 * eval_metrics["top5"]:.2f}%, loss {eval_metrics["loss"]:.4f}')
+  if train:
+    line += (f'; training at step {train_step}: loss {train["train_loss"]:.4f}, '
+             f'top-1 {100 * train["train_top1"]:.2f}%, '
+             f'{train["train_images_per_sec"]:.0f} images/s')
+  logging.info('%s.', line)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -197,7 +213,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   run = setup(config)
   config = run.config
   is_main = jax.process_index() == 0
-  writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+  writer = metric_output.open_writer(workdir, is_main=is_main)
   store = checkpoints.Checkpoints(workdir, config, run.info.class_names)
   state, start_step, skipped_before = run.state, 0, 0
   if store.latest_step() is not None:
@@ -252,6 +268,7 @@ def _loop(run, state, step, store, writer, hooks, steps, evaluation, stop,
   config, mesh = run.config, run.mesh
   eval_metrics, first_step = {}, step
   last_log, last_log_step = time.perf_counter(), step
+  last_train = {}  # The last train report's scalars, for the console.
   loop = LoopSkeleton(store, stop, total_steps=run.total_steps,
                       log_every_steps=config.log_every_steps,
                       divergence_hint=_DIVERGENCE_HINT)
@@ -272,8 +289,9 @@ def _loop(run, state, step, store, writer, hooks, steps, evaluation, stop,
       skipped_images = skipped.total()
     if events.log:
       now = time.perf_counter()
-      _write_train_metrics(writer, step, values, now - last_log,
-                           step - last_log_step, config.batch_size, skipped_images)
+      last_train = _write_train_metrics(
+          writer, step, values, now - last_log, step - last_log_step,
+          config.batch_size, skipped_images)
       writer.flush()  # A crash loses nothing that was reported.
       loop.reset()
       last_log, last_log_step = now, step
@@ -290,6 +308,7 @@ def _loop(run, state, step, store, writer, hooks, steps, evaluation, stop,
     if _is_eval_step(config, step, run.steps_per_epoch, run.total_steps):
       eval_metrics = evaluation(state.params)
       writer.write_scalars(step, {f'eval_{k}': v for k, v in eval_metrics.items()})
+      _log_evaluation(step, run, eval_metrics, last_log_step, last_train)
       store.save_best(step, state, {k: eval_metrics[k] for k in ('top1', 'top5',
                                                                  'loss')})
   if not eval_metrics:  # Resumed at the end: score the final state again.

@@ -38,9 +38,9 @@ def run(mode: str, config, workdir: str, *, images=(),
     return _proposals(config, workdir)
   if mode == 'detect':
     unreadable = pipeline.detect(config, workdir, images)
-    if unreadable:
+    if unreadable:  # As --mode=predict: the others were done, exit status 1.
       print(f'{unreadable} unreadable images skipped', file=sys.stderr)
-    return 0
+    return 1 if unreadable else 0
   try:
     result = (pipeline.train(config, workdir) if mode == 'train'
               else pipeline.evaluate_only(config, workdir))

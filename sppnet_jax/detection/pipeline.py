@@ -24,8 +24,8 @@ import time
 
 import jax
 from absl import logging
-from clu import metric_writers
 
+from sppnet_jax.core import metric_output
 from sppnet_jax.core.parallel import sync_processes
 from sppnet_jax.detection.backbone import (Backbone, detector_model,
                                            ensure_backbone)
@@ -174,10 +174,8 @@ def run_finetuning(run: DetectionRun) -> None:
                        config.features.memory_mb * 2**20)
 
   def validation_map(params):
-    result = score(run, detector_of(run, params),
-                   config.finetune.val_split)
-    logging.info('Validation mAP (softmax) %.4f.', result.voc['map'])
-    return result.voc['map']
+    return score(run, detector_of(run, params),
+                 config.finetune.val_split).voc['map']
 
   finetune.run_finetuning(
       config, run.workdir, run.backbone, run.class_names, regions,
@@ -246,7 +244,7 @@ def evaluate(run: DetectionRun) -> scoring.SplitScore:
   if jax.process_index() == 0:
     folder = os.path.join(run.workdir, 'eval')
     os.makedirs(folder, exist_ok=True)
-    writer = metric_writers.create_default_writer(folder)
+    writer = metric_output.open_writer(folder)
     report.write(os.path.join(folder, 'detection.json'), writer, step,
                  result.voc, result.coco)
     writer.flush()

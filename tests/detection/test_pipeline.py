@@ -176,7 +176,7 @@ def test_train_eval_detect(setup, reference, tmp_path):
   broken.write_bytes(b'\xff\xd8 truncated')
   code, out, err = _run(setup, workdir, '--mode=detect',
                         f'--images={good},{broken},{good}')
-  assert code == 0, err
+  assert code == 1, err  # As --mode=predict with an unreadable file.
   rows = [json.loads(line) for line in out.splitlines()]
   assert [r['file'] for r in rows] == [good, str(broken), good]
   assert 'error' in rows[1] and 'not a readable image' in rows[1]['error']

@@ -138,7 +138,7 @@ def compute_proposals(examples: Iterable[tuple[str, np.ndarray]],
           future.cancel()
         raise
   seconds = time.perf_counter() - start
-  logging.info('Proposals in %s: %d images computed (%.2f images/s), %d '
+  logging.debug('Proposals in %s: %d images computed (%.2f images/s), %d '
                'cached.',
                store.directory, counts['computed'],
                counts['computed'] / max(seconds, 1e-9), counts['cached'])

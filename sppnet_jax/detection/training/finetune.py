@@ -30,9 +30,9 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
-from clu import metric_writers, periodic_actions
+from clu import periodic_actions
 
-from sppnet_jax.core import checkpoints, optim, parallel
+from sppnet_jax.core import checkpoints, metric_output, optim, parallel
 from sppnet_jax.core.preemption import StopRequest
 from sppnet_jax.core.train_loop import LoopSkeleton
 from sppnet_jax.core.train_state import TrainState
@@ -145,6 +145,19 @@ def _local_batches(config, sampler, regions, maps, pooling, first_step):
            'label': batch.labels, 'position': batch.positions}
 
 
+def _log_validation(step: int, num_steps: int, val_map: float,
+                    report_step: int, report: dict) -> None:
+  """The console's line per validation: its mAP (softmax scores), and the last
+  training report (step `report_step`) when there is one."""
+  line = f'Fine-tuning step {step}/{num_steps}: validation mAP (softmax) {val_map:.4f}'
+  if report:
+    line += (f'; training at step {report_step}: loss '
+             f'{report["finetune_loss"]:.4f}, top-1 '
+             f'{100 * report["finetune_top1"]:.2f}%, '
+             f'{report["finetune_regions_per_sec"]:.0f} regions/s')
+  logging.info('%s.', line)
+
+
 def run_finetuning(config: ml_collections.ConfigDict, workdir: str,
                    backbone: Backbone, class_names,
                    regions: split_regions.SplitRegions, maps: LruImageCache,
@@ -158,8 +171,8 @@ def run_finetuning(config: ml_collections.ConfigDict, workdir: str,
   if 0 < step < settings.num_steps:
     logging.info('Fine-tuning resumes from step %d.', step)
   is_main = jax.process_index() == 0
-  writer = metric_writers.create_default_writer(
-      os.path.join(workdir, FOLDER), just_logging=not is_main)
+  writer = metric_output.open_writer(os.path.join(workdir, FOLDER),
+                                     is_main=is_main)
   stop = StopRequest()
   try:
     if step >= settings.num_steps:
@@ -187,6 +200,7 @@ def run_finetuning(config: ml_collections.ConfigDict, workdir: str,
         'resumes from the last good checkpoint).')
     state = run.state
     last_log, last_step = time.perf_counter(), step
+    last_report = {}  # The last train report's scalars, for the console.
     fields = _training_fields(config)
     for batch in parallel.prefetch_to_mesh(_local_batches(
         config, sampler, regions, maps, pooling, step), run.mesh):
@@ -204,6 +218,7 @@ def run_finetuning(config: ml_collections.ConfigDict, workdir: str,
         writer.write_scalars(step, scalars)
         writer.flush()
         loop.reset()
+        last_report = scalars
         last_log, last_step = now, step
       run.store.save_latest(step, state, force=events.final,
                             training_fields=fields)
@@ -212,6 +227,7 @@ def run_finetuning(config: ml_collections.ConfigDict, workdir: str,
                                    or step == settings.num_steps):
         value = validate(jax.tree.map(np.asarray, state.params))
         writer.write_scalars(step, {'finetune_val_map': value})
+        _log_validation(step, settings.num_steps, value, last_step, last_report)
         run.store.save_best(step, state, {'map': value},
                             training_fields=fields)
     return step

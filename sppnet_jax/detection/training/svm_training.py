@@ -69,7 +69,7 @@ def train_classifiers(detector: Detector, store: Conv5Store,
   result = svm.train_svms(positives, batches, settings,
                           svm.SOLVERS[settings.solver], seed=seed)
   for k, positives_k, negatives, primal, evicted in result.last_trainings():
-    logging.info('SVM of class %d: %d positives, %d negatives, primal %.4g, '
+    logging.debug('SVM of class %d: %d positives, %d negatives, primal %.4g, '
                  '%d evicted.', present[k], positives_k, negatives, primal,
                  evicted)
   dim = positives[0].shape[1]
