@@ -64,19 +64,6 @@ def restore(config: ml_collections.ConfigDict, workdir: str, *,
                   run=run)
 
 
-def _saved_config(metadata: dict) -> ml_collections.ConfigDict:
-  """The checkpoint's classification config on top of today's fields (a
-  field added since it was saved keeps its default; one removed is dropped)."""
-
-  def known(saved: dict, fields: ml_collections.ConfigDict) -> dict:
-    return {k: known(v, fields[k]) if isinstance(v, dict) else v
-            for k, v in saved.items() if k in fields}
-
-  config = base_config()
-  config.update(known(metadata.get('config', {}), config))
-  return config
-
-
 def saved_config_at(path: str) -> tuple[ml_collections.ConfigDict, str]:
   """(config, workdir) of the checkpoint at `path`: a workdir (its best
   checkpoint, else its latest) or a step folder (WORKDIR/best/1000). The
@@ -93,7 +80,7 @@ def saved_config_at(path: str) -> tuple[ml_collections.ConfigDict, str]:
   selected = checkpoints.find_checkpoint(workdir, path=path if is_step else '')
   metadata = checkpoints.read_metadata(selected.manager, selected.step)
   selected.manager.close()
-  config = _saved_config(metadata)
+  config = checkpoints.saved_config(metadata, base_config())
   config.eval.checkpoint_path = selected.path
   config.eval.checkpoint_step = -1
   return config, workdir

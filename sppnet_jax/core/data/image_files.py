@@ -79,8 +79,10 @@ def read_image(path: str) -> tuple[np.ndarray | None, str]:
                   else 'not a readable image')
 
 
-def _as_image(image, where: str) -> np.ndarray:
-  """A file path read (`read_image`), or an array checked as uint8 (H, W, 3)."""
+def image_of(image, where: str = 'the image') -> np.ndarray:
+  """uint8 RGB (H, W, 3) of one image: a file path read (`read_image`), or
+  an array checked; a DataError (about `where`, or naming the file) as
+  `images_of`."""
   if isinstance(image, (str, os.PathLike)):
     path = os.fspath(image)
     if not os.path.isfile(path):
@@ -110,10 +112,10 @@ def images_of(images) -> list[np.ndarray]:
       array that is not uint8 RGB.
   """
   if isinstance(images, (str, os.PathLike)):
-    return [_as_image(images, 'the image')]
+    return [image_of(images, 'the image')]
   if isinstance(images, (list, tuple)):
-    return [_as_image(image, f'image {i}') for i, image in enumerate(images)]
+    return [image_of(image, f'image {i}') for i, image in enumerate(images)]
   array = np.asarray(images)
   if array.ndim == 4:
-    return [_as_image(image, f'image {i}') for i, image in enumerate(array)]
-  return [_as_image(array, 'the image')]
+    return [image_of(image, f'image {i}') for i, image in enumerate(array)]
+  return [image_of(array, 'the image')]
