@@ -140,6 +140,10 @@ def test_bad_input_and_missing_detectors_are_one_line_user_errors(
     detector.detect(np.zeros((30, 40, 3)))
   with pytest.raises(DataError, match=r'proposals: boxes must be \(N, 4\)'):
     detector.detect(_test_images(data)[0], proposals=np.zeros((3, 3)))
+  with pytest.raises(DataError, match=r'proposals: 2 box\(es\) empty inside '
+                     r'the 213x145 image'):
+    detector.detect(_test_images(data)[0], proposals=[
+        [-50, -20, 100, 60], [500, 500, 600, 700], [10, 10, 10, 30]])
   for path in (str(tmp_path), backbone):  # nothing; a classification run
     with pytest.raises(CheckpointNotFoundError) as error:
       sppnet_jax.load_detector(path)

@@ -62,8 +62,8 @@ class ImageDetector:
 
     Args:
       image: a file path or a uint8 RGB (H, W, 3) array.
-      proposals: (R, 4) boxes (x0, y0, x1, y1) in pixels of the image; None:
-        the recipe's selective search.
+      proposals: (R, 4) boxes (x0, y0, x1, y1) in pixels of the image
+        (clipped to it); None: the recipe's selective search.
       score_threshold: detections scoring below it are left out (default
         `self.score_threshold`).
 
@@ -73,14 +73,22 @@ class ImageDetector:
 
     Raises:
       DataError: a file that is not a readable image (named), an array that
-        is not uint8 RGB, proposals that are not (R, 4) finite numbers.
+        is not uint8 RGB, proposals that are not (R, 4) finite numbers or
+        hold a box empty inside the image.
     """
     image = image_files.image_of(image)
     height, width = image.shape[:2]
     if proposals is None:
       boxes = selective_search(image, self.proposal_settings)
     else:
-      boxes = box_lib.from_xyxy(box_lib.checked(proposals, 'proposals'))
+      boxes = box_lib.clip_to_image(
+          box_lib.from_xyxy(box_lib.checked(proposals, 'proposals')), height,
+          width)
+      empty = int(np.sum(box_lib.areas(boxes) <= 0))
+      if empty:
+        raise DataError(f'proposals: {empty} box(es) empty inside the '
+                        f'{width}x{height} image (x1 <= x0 or y1 <= y0 once '
+                        'clipped to it): drop them.')
     found = self.detector.detect_from_maps(self.conv5(image), boxes, height,
                                            width)
     threshold = (self.score_threshold if score_threshold is None
