@@ -107,6 +107,11 @@ def quiet_library_logs() -> None:
 
 
 def keep_tensorflow_off_accelerators() -> None:
-  """tf.data only: the accelerators are JAX's."""
+  """tf.data only: the accelerators are JAX's. Where TensorFlow has already
+  started on its devices (a notebook that used it before loading a model),
+  they stay as they are."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], 'GPU')
+  try:
+    tf.config.set_visible_devices([], 'GPU')
+  except RuntimeError:  # "Visible devices cannot be modified after ..."
+    pass

@@ -1,7 +1,8 @@
 """Test set-up: quiet TensorFlow, one persistent JAX compilation cache for the
 whole session (its subprocesses included), so that the many small runs of the
 same shapes compile once, and the small data set that the training tests share
-(read only). The package is imported as installed (pip install -e .); `tests`
+(read only), and the tiny detector that the detection tests share (read
+only: tests that change a run copy it). The package is imported as installed (pip install -e .); `tests`
 and `configs` resolve from the repository root, which pytest puts on the path
 for the `tests` package.
 
@@ -77,3 +78,35 @@ def small_data(tmp_path_factory) -> str:
   """The embedded set at test size (80 train, 30 val images), made once."""
   from tests.helpers import small_dataset  # pylint: disable=g-import-not-at-top
   return small_dataset(str(tmp_path_factory.mktemp('small_data')))
+
+
+@pytest.fixture(scope='session')
+def detection_setup(tmp_path_factory) -> tuple[str, str]:
+  """(data folder, backbone workdir): the embedded detection set at 12 train
+  images (one garbage: train/images/000002.jpg), 3 val, 4 test; the narrow
+  test SPP-net (tests/data/zf5_before_layout) as the backbone."""
+  from sppnet_jax.detection.data import embedded  # pylint: disable=g-import-not-at-top
+  from tests.classification.test_checkpoint_compat import SAVED  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp('detection')
+  data = str(root / 'data')
+  embedded.ensure_embedded_detection_dataset(
+      data, num_train=12, num_val=3, num_test=4, num_workers=0)
+  with open(os.path.join(data, 'train', 'images', '000002.jpg'), 'wb') as f:
+    f.write(b'not a jpeg')
+  backbone = root / 'backbone'
+  shutil.copytree(SAVED, backbone / 'checkpoints')
+  return data, str(backbone)
+
+
+@pytest.fixture(scope='session')
+def trained_detector(detection_setup, tmp_path_factory) -> tuple[str, str, str]:
+  """(workdir, stdout, stderr) of one uninterrupted run of every detection
+  stage on one device: main.py with tests/detection/small_recipe.py."""
+  from tests.helpers import run_main  # pylint: disable=g-import-not-at-top
+  data, backbone = detection_setup
+  workdir = str(tmp_path_factory.mktemp('trained_detector') / 'run')
+  result = run_main(f'--workdir={workdir}', f'--config.data_dir={data}',
+                    f'--config.detection.backbone={backbone}',
+                    recipe='tests/detection/small_recipe.py', timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir, result.stdout, result.stderr

@@ -86,13 +86,12 @@ def _predict(config, workdir: str, paths, json_lines: bool,
              from_export: bool) -> int:
   """Prints the top-5 of every image file of `paths` (`named_images`); 1 if
   any could not be read, else 0."""
-  from sppnet_jax.classification import predict  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.classification import api, predict  # pylint: disable=g-import-not-at-top
   if from_export:
-    predictor = predict.predictor_from_export(config, os.path.join(workdir, 'export'))
+    classifier = api.from_export(config, os.path.join(workdir, 'export'))
   else:
-    predictor = predict.predictor_from_checkpoint(config, workdir)
-  results = predict.predict_files(paths, prepare=predictor[0], run=predictor[1],
-                                  class_names=predictor[2])
+    classifier = api.from_checkpoint(config, workdir)
+  results = predict.predict_files(paths, classifier)
   for result in results:
     if json_lines:
       print(json.dumps(result))

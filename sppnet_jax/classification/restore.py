@@ -9,13 +9,14 @@ class count and names come from the checkpoint (export, predict: no data).
 """
 
 import dataclasses
+import os
 from typing import Any
 
 import ml_collections
 import optax
 
 from sppnet_jax.classification import input_pipeline, train
-from sppnet_jax.classification.config import validate_config
+from sppnet_jax.classification.config import base_config, validate_config
 from sppnet_jax.classification.model import create_model
 from sppnet_jax.core import checkpoints, parallel
 
@@ -61,3 +62,25 @@ def restore(config: ml_collections.ConfigDict, workdir: str, *,
                   params_sharding=sharding.params, mesh=mesh, step=selected.step,
                   path=selected.path, class_names=tuple(metadata['class_names']),
                   run=run)
+
+
+def saved_config_at(path: str) -> tuple[ml_collections.ConfigDict, str]:
+  """(config, workdir) of the checkpoint at `path`: a workdir (its best
+  checkpoint, else its latest) or a step folder (WORKDIR/best/1000). The
+  config is the one saved with the checkpoint, its eval.checkpoint_path set
+  to the step folder, so that `restore(config, workdir, ...)` restores
+  exactly that step.
+
+  Raises:
+    CheckpointNotFoundError: nothing to restore at `path`.
+  """
+  path = os.path.abspath(os.path.expanduser(str(path).rstrip('/')))
+  is_step = os.path.basename(path).isdigit()
+  workdir = os.path.dirname(os.path.dirname(path)) if is_step else path
+  selected = checkpoints.find_checkpoint(workdir, path=path if is_step else '')
+  metadata = checkpoints.read_metadata(selected.manager, selected.step)
+  selected.manager.close()
+  config = checkpoints.saved_config(metadata, base_config())
+  config.eval.checkpoint_path = selected.path
+  config.eval.checkpoint_step = -1
+  return config, workdir

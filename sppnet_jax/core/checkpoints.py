@@ -232,6 +232,20 @@ class Checkpoints:
     return restore(manager, step, abstract_state, self.config)
 
 
+def saved_config(metadata: dict,
+                 fields: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config saved with a step (its `read_metadata`) on top of `fields`,
+  today's fields with their defaults: a field added since the save keeps its
+  default, one removed is dropped."""
+
+  def known(saved: dict, fields: ml_collections.ConfigDict) -> dict:
+    return {k: known(v, fields[k]) if isinstance(v, dict) else v
+            for k, v in saved.items() if k in fields}
+
+  fields.update(known(metadata.get('config', {}), fields))
+  return fields
+
+
 def read_metadata(manager: ocp.CheckpointManager, step: int) -> dict:
   """The JSON record saved with a step: config, model signature, class names."""
   restored = manager.restore(step, args=ocp.args.Composite(

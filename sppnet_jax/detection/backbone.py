@@ -27,7 +27,6 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from sppnet_jax.core import checkpoints
 from sppnet_jax.errors import (CheckpointError, CheckpointNotFoundError,
                                ConfigError)
 
@@ -45,20 +44,6 @@ class Backbone:
   class_names: tuple[str, ...]
 
 
-def _saved_config(metadata: dict) -> ml_collections.ConfigDict:
-  """The checkpoint's classification config on top of today's fields (a
-  field added since it was saved keeps its default; one removed is dropped)."""
-  from sppnet_jax.classification.config import base_config  # pylint: disable=g-import-not-at-top
-
-  def known(saved: dict, fields: ml_collections.ConfigDict) -> dict:
-    return {k: known(v, fields[k]) if isinstance(v, dict) else v
-            for k, v in saved.items() if k in fields}
-
-  config = base_config()
-  config.update(known(metadata.get('config', {}), config))
-  return config
-
-
 def load_backbone(path: str) -> Backbone:
   """Restores the classification SPP-net at `path`: a workdir (its best
   checkpoint, else its latest) or a step folder (WORKDIR/best/1000).
@@ -67,23 +52,15 @@ def load_backbone(path: str) -> Backbone:
     CheckpointNotFoundError: nothing to restore at `path`.
     CheckpointError: not an SPP-net (a ZFNet).
   """
-  from sppnet_jax.classification.restore import restore  # pylint: disable=g-import-not-at-top
-  path = os.path.abspath(os.path.expanduser(path.rstrip('/')))
-  is_step = os.path.basename(path).isdigit()
-  workdir = os.path.dirname(os.path.dirname(path)) if is_step else path
-  selected = checkpoints.find_checkpoint(workdir, path=path if is_step else '')
-  metadata = checkpoints.read_metadata(selected.manager, selected.step)
-  selected.manager.close()
-  config = _saved_config(metadata)
-  where = f'{selected.manager.directory}/{selected.step}'
+  from sppnet_jax.classification import restore  # pylint: disable=g-import-not-at-top
+  config, workdir = restore.saved_config_at(path)
+  where = config.eval.checkpoint_path
   if config.model != 'sppnet':
     raise CheckpointError(
         f'the backbone at {where} is a {config.model}: detection pools each '
         'region with spatial pyramid pooling into fc6, which only an SPP-net '
         'takes; train one (e.g. configs/classification/sppnet_mult.py).')
-  config.eval.checkpoint_path = where
-  config.eval.checkpoint_step = -1
-  restored = restore(config, workdir, with_data=False)
+  restored = restore.restore(config, workdir, with_data=False)
   params = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)),
                         restored.params)
   return Backbone(config=restored.config, model=restored.model, params=params,

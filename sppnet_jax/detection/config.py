@@ -148,6 +148,10 @@ def base_config() -> ml_collections.ConfigDict:
   # head (scaled with fc_dim for narrow ones): fewer multiply-accumulates per
   # region, no retraining. Used by --mode=eval and --mode=detect.
   config.test.svd_ranks = ()
+  # Detections scoring below it are left out of --mode=detect and
+  # load_detector's detect (not of evaluation, which ranks them all); nan:
+  # the classifier's own, a softmax probability of 0.5 or an SVM margin of 0.
+  config.test.min_score = float('nan')
 
   config.seed = 0
   return config

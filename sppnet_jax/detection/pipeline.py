@@ -14,22 +14,28 @@
 A stage's result is a set of files in the workdir written whole (per image,
 per checkpoint or per model), so `--mode=train` run again after any stop
 skips what is done and resumes the stage that was running.
+
+`load_image_detector(path)` (`sppnet_jax.load_detector`) loads a trained
+workdir's detector for whole images, with no data set: the config and class
+names come from its fine-tuning checkpoints.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 
 import jax
 from absl import logging
 
-from sppnet_jax.core import metric_output
+from sppnet_jax.core import checkpoints, metric_output
 from sppnet_jax.core.parallel import sync_processes
 from sppnet_jax.detection.backbone import (Backbone, detector_model,
-                                           ensure_backbone)
-from sppnet_jax.detection.config import feature_dir, proposal_dir, splits_of
+                                           ensure_backbone, load_backbone)
+from sppnet_jax.detection.config import (base_config, feature_dir,
+                                         proposal_dir, splits_of)
 from sppnet_jax.detection.data import sources
 from sppnet_jax.detection.evaluation import report, scoring
 from sppnet_jax.detection.features.cache import (Conv5Store, LruImageCache,
@@ -38,6 +44,8 @@ from sppnet_jax.detection.features.conv5 import MultiScaleConv5
 from sppnet_jax.detection.features.pooling import PoolingSettings
 from sppnet_jax.detection.inference import detect_mode, svd
 from sppnet_jax.detection.inference.detector import Detector
+from sppnet_jax.detection.inference.image_detector import (MIN_SCORE,
+                                                           ImageDetector)
 from sppnet_jax.detection.inference.linear_models import (BoxRegressor,
                                                           LinearClassifiers)
 from sppnet_jax.detection.proposals import job as proposal_job
@@ -45,6 +53,7 @@ from sppnet_jax.detection.proposals.store import ProposalStore
 from sppnet_jax.detection.training import (box_regression_training, finetune,
                                            svm_training)
 from sppnet_jax.detection.training.split_regions import load_split_regions
+from sppnet_jax.errors import CheckpointNotFoundError
 
 MODEL_FOLDER = 'detector'  # WORKDIR/detector/{svm,bbox}.npz
 
@@ -59,7 +68,7 @@ class DetectionRun:
   backbone: Backbone
   class_names: tuple
   pooling: PoolingSettings
-  source: object  # the opened data source (data/sources.py)
+  source: object  # the opened data source (data/sources.py); None: no data
   _ground_truth: dict = dataclasses.field(default_factory=dict)
 
   @property
@@ -94,11 +103,14 @@ def open_run(config, workdir: str) -> DetectionRun:
   of a run."""
   backbone = ensure_backbone(config)
   source = sources.open_source(config)
+  return DetectionRun(config, workdir, backbone, tuple(source.class_names),
+                      _pooling(config, backbone), source)
+
+
+def _pooling(config, backbone: Backbone) -> PoolingSettings:
   input_size = (config.detection.input_size
                 or max(backbone.config.train_sizes))
-  pooling = PoolingSettings.of(config, backbone.config.spp_levels, input_size)
-  return DetectionRun(config, workdir, backbone, tuple(source.class_names),
-                      pooling, source)
+  return PoolingSettings.of(config, backbone.config.spp_levels, input_size)
 
 
 def make_proposals(config, workdir: str, splits=None) -> list:
@@ -273,17 +285,63 @@ def evaluate_only(config, workdir: str) -> scoring.SplitScore:
   return evaluate(run)
 
 
+def _saved_run(workdir: str) -> tuple[object, tuple[str, ...]]:
+  """(config, class names) saved with the fine-tuning checkpoints of a
+  detection workdir."""
+  try:
+    folder, step = checkpoints.locate_checkpoint(
+        os.path.join(workdir, finetune.FOLDER))
+  except CheckpointNotFoundError:
+    raise CheckpointNotFoundError(
+        f'no trained detector in {workdir} (no {finetune.FOLDER}/ '
+        'checkpoints): pass the --workdir of a detection run trained with '
+        '--mode=train.') from None
+  manager = checkpoints.open_directory(folder)
+  try:
+    metadata = checkpoints.read_metadata(
+        manager, manager.latest_step() if step is None else step)
+  finally:
+    manager.close()
+  return (checkpoints.saved_config(metadata, base_config()),
+          tuple(metadata['class_names']))
+
+
+def load_image_detector(path, config=None) -> ImageDetector:
+  """The trained detector of the detection workdir `path`, for whole images:
+  with `config` (--mode=detect: the recipe's, overrides included) or, by
+  default, the config the run was trained with. Reads no data set.
+
+  Raises:
+    CheckpointNotFoundError: `path` holds no fine-tuned detector, or the
+      backbone it was trained on (config.detection.backbone) is gone.
+  """
+  workdir = os.path.abspath(os.path.expanduser(os.fspath(path)))
+  saved, class_names = _saved_run(workdir)
+  config = config or saved
+  try:
+    backbone = load_backbone(config.detection.backbone)
+  except CheckpointNotFoundError as error:
+    raise CheckpointNotFoundError(
+        f'the detector in {workdir} needs its backbone '
+        f'{config.detection.backbone!r} (config.detection.backbone, relative '
+        f'to the current directory): {error}') from None
+  run = DetectionRun(config, workdir, backbone, class_names,
+                     _pooling(config, backbone), source=None)
+  detector, step = load_detector(run)
+  min_score = config.test.min_score
+  if math.isnan(min_score):
+    min_score = MIN_SCORE[config.detection.classifier]
+  return ImageDetector(detector, conv5_of(run),
+                       proposal_job.settings_of(config), class_names,
+                       min_score, step)
+
+
 def detect(config, workdir: str, paths) -> int:
-  """--mode=detect: the workdir's trained detector on image files (JSON lines
-  on stdout, drawings in WORKDIR/detect/); returns the number of unreadable
-  files."""
-  run = open_run(config, workdir)
-  detector, _ = load_detector(run)
-  return detect_mode.detect_files(
-      detector, conv5_of(run), proposal_job.settings_of(config),
-      run.class_names, paths,
-      min_score=detect_mode.MIN_SCORE[config.detection.classifier],
-      out_dir=os.path.join(workdir, 'detect'))
+  """--mode=detect: the workdir's trained detector (`load_image_detector`
+  with the recipe's config) on image files (JSON lines on stdout, drawings
+  in WORKDIR/detect/); returns the number of unreadable files."""
+  return detect_mode.detect_files(load_image_detector(workdir, config), paths,
+                                  out_dir=os.path.join(workdir, 'detect'))
 
 
 def summary_line(result: scoring.SplitScore) -> str:

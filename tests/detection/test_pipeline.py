@@ -15,26 +15,15 @@ import numpy as np
 import pytest
 
 from sppnet_jax.detection.data import embedded
-from tests.classification.test_checkpoint_compat import SAVED
 from tests.helpers import ROOT, _env, main_command
 
 RECIPE = 'tests/detection/small_recipe.py'
-CORRUPT = 'images/000002.jpg'
 
 
 @pytest.fixture(scope='module')
-def setup(tmp_path_factory):
-  """(data folder, backbone workdir): 12 train images (one garbage), 3 val,
-  4 test; the narrow test SPP-net as the backbone."""
-  root = tmp_path_factory.mktemp('pipeline')
-  data = str(root / 'data')
-  embedded.ensure_embedded_detection_dataset(
-      data, num_train=12, num_val=3, num_test=4, num_workers=0)
-  with open(os.path.join(data, 'train', CORRUPT), 'wb') as f:
-    f.write(b'not a jpeg')
-  backbone = root / 'backbone'
-  shutil.copytree(SAVED, backbone / 'checkpoints')
-  return data, str(backbone)
+def setup(detection_setup):
+  """(data folder, backbone workdir): see tests/conftest.py."""
+  return detection_setup
 
 
 def _args(setup, workdir, *extra):
@@ -83,12 +72,9 @@ def _leaves(tree):
 
 
 @pytest.fixture(scope='module')
-def reference(setup, tmp_path_factory):
-  """One uninterrupted run on one device."""
-  workdir = str(tmp_path_factory.mktemp('reference') / 'run')
-  code, out, err = _run(setup, workdir)
-  assert code == 0, err
-  return workdir, out, err
+def reference(trained_detector):
+  """One uninterrupted run on one device: see tests/conftest.py."""
+  return trained_detector
 
 
 def test_the_trained_detector_fits_its_training_split(setup, reference):

@@ -4,7 +4,10 @@ each file decoded or reported in one line, so that one unreadable file among
 many is skipped, not fatal.
 
 TensorFlow is imported only to decode (`read_image`): checking the named files
-takes milliseconds, not TensorFlow's seconds of start-up."""
+takes milliseconds, not TensorFlow's seconds of start-up.
+
+`images_of` is the Python API's way in (`load_classifier`, `load_detector`):
+arrays and file paths alike, where an unreadable file is an error naming it."""
 
 import os
 import re
@@ -74,3 +77,45 @@ def read_image(path: str) -> tuple[np.ndarray | None, str]:
     message = message.splitlines()[0] if message else ''
     return None, (f'not a readable image ({message})' if message
                   else 'not a readable image')
+
+
+def image_of(image, where: str = 'the image') -> np.ndarray:
+  """uint8 RGB (H, W, 3) of one image: a file path read (`read_image`), or
+  an array checked; a DataError (about `where`, or naming the file) as
+  `images_of`."""
+  if isinstance(image, (str, os.PathLike)):
+    path = os.fspath(image)
+    if not os.path.isfile(path):
+      raise DataError(f'no such image file: {path}')
+    array, error = read_image(path)
+    if array is None:
+      raise DataError(f'{path}: {error}: pass a JPEG, PNG, GIF or BMP file.')
+    return array
+  array = np.asarray(image)
+  if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3 or (
+      0 in array.shape):
+    raise DataError(f'{where} is a {array.dtype} array of shape {array.shape}: '
+                    'pass uint8 RGB (height, width, 3) images (e.g. '
+                    'np.asarray(PIL.Image.open(f).convert("RGB"))) or file '
+                    'paths.')
+  return array
+
+
+def images_of(images) -> list[np.ndarray]:
+  """uint8 RGB (H, W, 3) arrays of `images`: one image (a file path or an
+  (H, W, 3) array), an (N, H, W, 3) batch, or a list or tuple of images
+  (paths and arrays of any sizes, mixed). Files are decoded as the data
+  pipelines decode them (`read_image`).
+
+  Raises:
+    DataError: a path that is no file or not a readable image (named), or an
+      array that is not uint8 RGB.
+  """
+  if isinstance(images, (str, os.PathLike)):
+    return [image_of(images, 'the image')]
+  if isinstance(images, (list, tuple)):
+    return [image_of(image, f'image {i}') for i, image in enumerate(images)]
+  array = np.asarray(images)
+  if array.ndim == 4:
+    return [image_of(image, f'image {i}') for i, image in enumerate(array)]
+  return [image_of(array, 'the image')]

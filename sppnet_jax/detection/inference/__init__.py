@@ -1,5 +1,7 @@
 """A trained detector applied: the fc head at test time (`head.py`), the
 per-class linear models (SVM classifiers, box regressors;
 `linear_models.py`), the detector (`detector.py`), NMS (`nms.py`), drawing
-(`drawing.py`) and --mode=detect (`detect_mode.py`). Imports the features
+(`drawing.py`), the detector on whole images as Python calls it
+(`image_detector.py`: `sppnet_jax.load_detector`) and --mode=detect over it
+(`detect_mode.py`). Imports the features
 and proposals rooms and the leaf modules, never training."""

@@ -12,7 +12,7 @@ columns, so it marks exactly the box's extent.
 import colorsys
 import math
 import os
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -64,7 +64,7 @@ def _draw_tag(out: np.ndarray, text: str, color, top: int, left: int,
 
 
 def draw_detections(image: np.ndarray, boxes, classes, scores,
-                    class_names: Sequence[str], *,
+                    class_names: Sequence[str] | Mapping[int, str], *,
                     line_width: int | None = None) -> np.ndarray:
   """A copy of `image` with the detections drawn on it.
 
@@ -72,9 +72,9 @@ def draw_detections(image: np.ndarray, boxes, classes, scores,
     image: uint8 RGB (H, W, 3); not modified.
     boxes: (N, 4) float (y0, x0, y1, x1), continuous pixel coordinates. Boxes
       partly outside the image are clipped, empty or fully outside ones skipped.
-    classes: (N,) int indices into `class_names`.
+    classes: (N,) int indices into `class_names` (each class's colour).
     scores: (N,) float, shown with two decimals; higher scores drawn last.
-    class_names: the class names.
+    class_names: the class names, or {class index: name} of `classes`.
     line_width: outline width in pixels, drawn inwards from the box's edge;
       default max(1, round(min(H, W) / 200)).
 
