@@ -29,7 +29,7 @@ STATE, METADATA = 'state', 'metadata'
 # Fields that decide the shapes of the parameters: a checkpoint only fits a model
 # whose fields match.
 MODEL_FIELDS = ('model', 'num_classes', 'spp_levels', 'width_multiplier', 'fc_dim',
-                'lrn')
+                'lrn', 'architecture')
 
 
 # Fields that may change between a run and its resumption without changing what

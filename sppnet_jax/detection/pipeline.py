@@ -96,7 +96,8 @@ def open_run(config, workdir: str) -> DetectionRun:
   source = sources.open_source(config)
   input_size = (config.detection.input_size
                 or max(backbone.config.train_sizes))
-  pooling = PoolingSettings.of(config, backbone.config.spp_levels, input_size)
+  pooling = PoolingSettings.of(config, backbone.config.spp_levels, input_size,
+                               backbone.config.architecture)
   return DetectionRun(config, workdir, backbone, tuple(source.class_names),
                       pooling, source)
 
