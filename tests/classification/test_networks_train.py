@@ -5,11 +5,23 @@ its no-SPP baseline at one size."""
 import pytest
 
 from sppnet_jax.classification import train
+from sppnet_jax.classification.restore import restore
 from sppnet_jax.core import compile_count
 from tests.helpers import small_config
 
 
-@pytest.mark.parametrize('network', ['convnet5', 'overfeat5', 'overfeat7'])
+# conv1's kernel side and the convolutions of each network (Table 1).
+TRUNKS = {'convnet5': (11, 5), 'overfeat5': (7, 5), 'overfeat7': (7, 7)}
+
+
+def _trained_trunk(config, workdir) -> tuple[int, int]:
+  """conv1's kernel side and the number of convolutions of the saved net."""
+  params = restore(config, workdir, with_data=False).params
+  return (params['conv1']['kernel'].shape[0],
+          sum(name.startswith('conv') for name in params))
+
+
+@pytest.mark.parametrize('network', sorted(TRUNKS))
 def test_network_trains_at_two_sizes_compiling_once_per_size(small_data, tmp_path,
                                                              network):
   # Batches alternate 64, 48, 64, 48; the first eval batch of 16 scores it.
@@ -19,6 +31,7 @@ def test_network_trains_at_two_sizes_compiling_once_per_size(small_data, tmp_pat
     metrics = train.train_and_evaluate(config, str(tmp_path))
   assert compiled.count('train_step') == 2, compiled
   assert metrics['num_examples'] == 16 and metrics['loss'] > 0
+  assert _trained_trunk(config, str(tmp_path)) == TRUNKS[network]
 
 
 def test_no_spp_network_trains_at_its_one_size(small_data, tmp_path):
@@ -28,3 +41,4 @@ def test_no_spp_network_trains_at_its_one_size(small_data, tmp_path):
     metrics = train.train_and_evaluate(config, str(tmp_path))
   assert compiled.count('train_step') == 1, compiled
   assert metrics['num_examples'] == 16 and metrics['loss'] > 0
+  assert _trained_trunk(config, str(tmp_path)) == TRUNKS['overfeat7']
