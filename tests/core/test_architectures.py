@@ -128,6 +128,23 @@ def test_map_sizes_at_224_and_180(network, size):
                    if name.startswith('conv')}
 
 
+# LRN after conv1 and conv2 (ZF-5, Convnet*-5: sides at 224 110 and 26, 55
+# and 55) or after conv1 only (Overfeat, as Chatfield et al.'s CNN-S: 109).
+LRN_SIDES = {'zf5': (110, 26), 'convnet5': (55, 55), 'overfeat5': (109,),
+             'overfeat7': (109,)}
+
+
+@pytest.mark.parametrize('network', NETWORKS)
+def test_lrn_follows_the_table(network):
+  model = SPPNet(architecture=network, width_multiplier=0.1, fc_dim=8, num_classes=3)
+  x = jnp.zeros((1, 224, 224, 3))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+  _, state = jax.eval_shape(lambda v: model.apply(
+      v, x, method='features', capture_intermediates=True), variables)
+  outputs = state['intermediates']['norm']['__call__']
+  assert tuple(out.shape[1] for out in outputs) == LRN_SIDES[network]
+
+
 @pytest.mark.parametrize('network', ['convnet5', 'overfeat5', 'overfeat7'])
 def test_no_spp_pool5_is_6x6_at_224(network):
   model = NoSPPNet(architecture=network, width_multiplier=0.1, fc_dim=8,

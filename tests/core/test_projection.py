@@ -109,9 +109,12 @@ def test_overfeat_windows_follow_its_stride_of_12(network, rule):
 
 def test_overfeat_scale_choice_targets_its_own_map():
   # The code's rule aims at the side of the 224 input's map in pixels:
-  # 18 * 12 = 216 for Overfeat (ZF-5: 208). A side of 190 at 480 is 237.5 at
-  # 600: |190 - 216| = 26 > |237.5 - 216| = 21.5 picks 600 (ZF-5: 480).
+  # 18 * 12 = 216 for Overfeat (ZF-5: 13 * 16 = 208). A side of 190 at 480 is
+  # 237.5 at 600 and 285 at 720: |190 - 216| = 26 > |237.5 - 216| = 21.5 picks
+  # 600; ZF-5 picks 480 (18 < 29.5); a wrong stride of 16 (288) would pick 720,
+  # a wrong map of 13 (156) 480.
   box = np.array([[0, 0, 190, 190]], np.float32)
-  assert choose_scales(box, 480, 640, (480, 600), 'authors_code',
+  scales = (480, 600, 720)
+  assert choose_scales(box, 480, 640, scales, 'authors_code',
                        architecture='overfeat7').tolist() == [1]
-  assert choose_scales(box, 480, 640, (480, 600), 'authors_code').tolist() == [0]
+  assert choose_scales(box, 480, 640, scales, 'authors_code').tolist() == [0]
