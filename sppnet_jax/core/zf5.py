@@ -16,8 +16,8 @@ many windows of it (the paper's detection and multi-view testing):
   logits = model.apply(variables, vector, train=False, method='head')
 
 `model.apply(variables, images, train=...)` is the three in a row. The parameter
-names are flat (conv1..conv5 or conv7, fc6..fc8) whether the stages run one at a time
-or in a row, so one checkpoint serves both.
+names are flat (conv1..conv5 or conv7, fc6..fc8) whether the stages run one at
+a time or in a row, so one checkpoint serves both.
 """
 
 from typing import Any, ClassVar, Sequence
