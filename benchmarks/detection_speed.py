@@ -183,7 +183,8 @@ class SPPNet:
     self.conv5 = MultiScaleConv5(model, params, scales,
                                  config.detection.size_step)
     self.detector = Detector(
-        model, params, PoolingSettings.of(config, model.spp_levels, 224),
+        model, params, PoolingSettings.of(config, model.spp_levels, 224,
+                                          model.architecture),
         num_classes=model.num_classes - 1, batch_boxes=batch_boxes,
         svd_factors=svd.factor_head(head.head_params(params), svd_ranks)
         if svd_ranks else None)

@@ -79,7 +79,7 @@ def detection_cost(scale: int, num_boxes: int, rounds: int) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from sppnet_jax import SPPNet, normalize_images, roi_spatial_pyramid_pool  # pylint: disable=g-import-not-at-top
-  from sppnet_jax.core import projection, zf5  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.core import architectures, projection, zf5  # pylint: disable=g-import-not-at-top
 
   model = SPPNet(num_classes=21)
   height, width = scale, round(scale * 4 / 3)
@@ -88,7 +88,8 @@ def detection_cost(scale: int, num_boxes: int, rounds: int) -> None:
       jax.random.key(0), np.zeros((1, 224, 224, 3), np.float32), train=False)['params']
   rng = np.random.default_rng(0)
   image = rng.integers(0, 256, (1, height, width, 3), np.uint8)
-  map_h, map_w = zf5.conv5_size(height), zf5.conv5_size(width)
+  map_h, map_w = (architectures.conv5_size(height),
+                  architectures.conv5_size(width))
   boxes = projection.project_boxes(random_boxes(rng, num_boxes, height, width),
                                    map_h, map_w)
 

@@ -1,7 +1,7 @@
 """A PyTorch reference of the identical ZF-5 / SPP-net, for benchmarks only.
 
-Same geometry as `sppnet_jax.core.zf5` (its LAYERS table): conv1 7x7/2 pad 1,
-within-channel LRN (local size 3, alpha 5e-5, beta 0.75, the 3x3 mean divides by 9
+Same geometry as ZF-5's table in `sppnet_jax.core.architectures`: conv1 7x7/2
+pad 1, within-channel LRN (local size 3, alpha 5e-5, beta 0.75, the 3x3 mean divides by 9
 with zero padding), Caffe ceil-mode 3x3/2 max pooling (`ceil_mode=True`: for these
 sizes the same windows as Caffe's rule), conv2 5x5/2, three 3x3 pad 1 convolutions,
 pool5 = fixed 3x3/2 max pool (ZFNet) or spatial pyramid pooling with the exact bin

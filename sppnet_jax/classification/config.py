@@ -8,8 +8,8 @@ be overridden on the command line, e.g. --config.batch_size=64.
 
 import ml_collections
 
-from sppnet_jax.core.zf5 import min_input_size
 from sppnet_jax.classification.model import MODELS
+from sppnet_jax.core.architectures import ARCHITECTURES, min_input_size
 from sppnet_jax.core.projection import RULES as PROJECTION_RULES
 from sppnet_jax.errors import ConfigError
 
@@ -26,7 +26,10 @@ def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
 
   # Model.
-  config.model = 'sppnet'  # 'sppnet' | 'zfnet'
+  config.model = 'sppnet'  # 'sppnet' | 'nospp' (fixed pool5) | 'zfnet' (ZF-5's nospp)
+  # The paper's network (Table 1, see core/architectures.py): 'zf5' |
+  # 'convnet5' (Convnet*-5) | 'overfeat5' | 'overfeat7'.
+  config.architecture = 'zf5'
   config.num_classes = 1000  # -1: take the class count from the data set
   config.spp_levels = (6, 3, 2, 1)
   config.dropout_rate = 0.5
@@ -34,7 +37,7 @@ def base_config() -> ml_collections.ConfigDict:
   # 'caffe': the authors' N(0, 0.01) weights with their bias constants (the default,
   # to reproduce the paper); 'he': He-normal weights, zero biases (trains faster).
   config.initializer = 'caffe'
-  config.width_multiplier = 1.0  # scales conv channels; 1.0 is ZF-5
+  config.width_multiplier = 1.0  # scales conv channels; 1.0 is the paper's
   config.fc_dim = 4096
   config.dtype = 'float32'  # activation/matmul dtype: 'float32' | 'bfloat16'
 
@@ -112,6 +115,7 @@ def base_config() -> ml_collections.ConfigDict:
 
 _CHOICES = {
     'model': tuple(MODELS),
+    'architecture': tuple(ARCHITECTURES),
     'lrn': ('within_channel', 'across_channel', 'none'),
     'initializer': ('caffe', 'he'),
     'dtype': ('float32', 'bfloat16'),
@@ -125,11 +129,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f'config.{field}={config[field]!r} is not one of {choices}: '
                        f'set --config.{field} to one of them.')
   sizes = tuple(config.train_sizes)
-  smallest = min_input_size()
+  smallest = min_input_size(config.architecture)
   if not sizes or min(sizes + (config.eval_size,)) < smallest:
     raise ConfigError(
         f'train_sizes={sizes} and eval_size={config.eval_size} must be at least '
-        f'{smallest} (the smallest input ZF-5 accepts): raise them.')
+        f'{smallest} (the smallest input {ARCHITECTURES[config.architecture].title} '
+        'accepts): raise them.')
   if config.eval_resize < config.eval_size:
     raise ConfigError(f'config.eval_resize={config.eval_resize} is smaller than '
                      f'config.eval_size={config.eval_size}: the center crop must fit.')
@@ -160,7 +165,8 @@ def _validate_eval_protocol(config) -> None:
       raise ConfigError(f'config.eval.scale_views={views!r} is not one of '
                        f'{VIEW_KINDS}: set --config.eval.scale_views to one of them.')
     scales = tuple(config.eval.scales)
-    least = config.eval_size if views != 'full_image' else min_input_size()
+    least = (config.eval_size if views != 'full_image'
+             else min_input_size(config.architecture))
     if not scales or min(scales) < least:
       raise ConfigError(f'config.eval.scales={scales} must be at least {least} for '
                        f'{views} views: raise them, e.g. --config.eval.scales='
@@ -168,8 +174,8 @@ def _validate_eval_protocol(config) -> None:
   full_images = protocol == 'full_image' or (protocol == 'multi_scale'
                                              and views == 'full_image')
   if full_images and not MODELS[config.model].any_input_size:
-    raise ConfigError('full-image views need SPP-net: ZFNet\'s fc6 fixes its input '
-                     'at eval_size; use --config.eval.protocol=center or ten_view '
+    raise ConfigError('full-image views need SPP-net: a no-SPP net\'s fc6 fixes '
+                     'its input at eval_size; use --config.eval.protocol=center or ten_view '
                      '(or multi_scale with --config.eval.scale_views=ten_view).')
 
 
@@ -184,8 +190,8 @@ def _validate_feature_map_views(config) -> None:
                       f'one of {PROJECTION_RULES}: set --config.eval.projection '
                       'to one of them.')
   if not MODELS[config.model].any_input_size:
-    raise ConfigError('feature_map_views need SPP-net: ZFNet\'s fc6 takes its '
-                      'pool5 of one input size only; use --config.model=sppnet.')
+    raise ConfigError('feature_map_views need SPP-net: a no-SPP net\'s fc6 takes '
+                      'its pool5 of one input size only; use --config.model=sppnet.')
 
 
 def resolve_config(config: ml_collections.ConfigDict,

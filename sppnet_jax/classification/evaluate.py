@@ -115,13 +115,16 @@ def views_per_example(spec: eval_views.ViewSpec, views_shape) -> int:
 
 
 def feature_map_cells(spec: eval_views.ViewSpec, height: int, width: int,
-                      map_height: int, map_width: int) -> np.ndarray:
+                      map_height: int, map_width: int,
+                      architecture: str) -> np.ndarray:
   """(V, 4) conv5 cell boxes of the feature_map_views windows of a height x
-  width image whose conv5 map is map_height x map_width."""
+  width image whose conv5 map (of the network `architecture`) is map_height x
+  map_width."""
   windows = np.array(eval_views.feature_map_windows(height, width, spec.crop,
                                                     spec.full_image_window),
                      np.float32)
-  return projection.project_boxes(windows, map_height, map_width, spec.projection)
+  return projection.project_boxes(windows, map_height, map_width, spec.projection,
+                                  architecture)
 
 
 def make_view_step(model, mesh: Mesh, spec: eval_views.ViewSpec | None = None):
@@ -137,7 +140,8 @@ def make_view_step(model, mesh: Mesh, spec: eval_views.ViewSpec | None = None):
     if spec is not None and spec.feature_map:
       variables = {'params': params}
       conv5 = model.apply(variables, images, method='features')
-      cells = feature_map_cells(spec, *views.shape[2:4], *conv5.shape[1:3])
+      cells = feature_map_cells(spec, *views.shape[2:4], *conv5.shape[1:3],
+                                model.architecture)
       per_image = cells.shape[0]
       pooled = roi_spatial_pyramid_pool(
           conv5, np.tile(cells, (batch * num, 1)), tuple(model.spp_levels),

@@ -29,7 +29,7 @@ STATE, METADATA = 'state', 'metadata'
 # Fields that decide the shapes of the parameters: a checkpoint only fits a model
 # whose fields match.
 MODEL_FIELDS = ('model', 'num_classes', 'spp_levels', 'width_multiplier', 'fc_dim',
-                'lrn')
+                'lrn', 'architecture')
 
 
 # Fields that may change between a run and its resumption without changing what
@@ -41,12 +41,20 @@ RESUMABLE_FIELDS = frozenset({
     'allow_config_change', 'eval'})
 
 
+# Fields added to the config after runs were saved without them, with the
+# value such a record means (those runs computed exactly that).
+FIELDS_ADDED_LATER = {'architecture': 'zf5'}
+
+
 def config_changes(saved: dict, config, *,
                    resumable=RESUMABLE_FIELDS) -> list[str]:
   """'field: saved -> current' for each field, other than `resumable`, whose
   value differs between `saved` (the record a checkpoint was written with)
-  and `config` (a ConfigDict or a dict); tuples and lists compare equal."""
+  and `config` (a ConfigDict or a dict); tuples and lists compare equal, and a
+  field of FIELDS_ADDED_LATER missing from `saved` has its value there."""
   current = config.to_dict() if hasattr(config, 'to_dict') else dict(config)
+  saved = {**{k: v for k, v in FIELDS_ADDED_LATER.items() if k in current},
+           **saved}
   normal = lambda v: list(v) if isinstance(v, (tuple, list)) else v
   return [f'{k}: {normal(saved.get(k))!r} -> {normal(current.get(k))!r}'
           for k in sorted(set(saved) | set(current))

@@ -51,6 +51,15 @@ def max_pool_ceil(x: jnp.ndarray, window: int = 3, stride: int = 2) -> jnp.ndarr
   return x
 
 
+def max_pool_floor(x: jnp.ndarray, window: int, stride: int) -> jnp.ndarray:
+  """Floor-mode max pooling (cuda-convnet's and MatConvNet's unpadded rule):
+  floor((a - k) / s) + 1 windows per axis, all inside the map; the rows and
+  columns no window reaches are cropped, and the crop is then pooled by
+  `max_pool_ceil`, whose windows it fits exactly."""
+  keep = [((size - window) // stride) * stride + window for size in x.shape[1:3]]
+  return max_pool_ceil(x[:, :keep[0], :keep[1]], window, stride)
+
+
 CONV_IMPLS = ('auto', 'xla', 'im2col', 'mixed')
 
 

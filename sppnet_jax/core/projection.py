@@ -8,8 +8,10 @@ the image the network sees: pixel i spans [i, i + 1), so the box of pixels
 ranges on the conv5 map, as `roi_spatial_pyramid_pool` takes them. Both work on
 NumPy and JAX arrays alike.
 
-The geometry comes from the network (`zf5.receptive_field_centres`): conv5 cell
-j is centred on image coordinate c + S j, c = 20.5 and S = 16 for ZF-5.
+The geometry comes from the network's layer table
+(`architectures.receptive_field_centres`): conv5 cell j is centred on image
+coordinate c + S j; c = 20.5 and S = 16 for ZF-5, c = 8.5 and S = 12 for
+Overfeat-5/7.
 
 * 'paper': left/top x' = floor((x - c) / S) + 1, right/bottom
   x' = ceil((x - c) / S) - 1 (inclusive): the paper's rule, whose frame puts
@@ -20,7 +22,8 @@ j is centred on image coordinate c + S j, c = 20.5 and S = 16 for ZF-5.
   pixels p and 1-based cells: left = floor((p - 6.5) / 16) + 1, right =
   ceil((p - 3.5) / 16) - 1; 6.5 and 3.5 are c1 - S + 1.5 and c1 - S - 1.5 with
   c1 = c + 0.5 = 21 the 1-based centre of cell 1: the paper's rule with 1.5
-  pixels of slack on each side.
+  pixels of slack on each side (for other networks, the same with their c
+  and S).
 
 With either rule a reversed box (right < left) collapses to the cell at its
 midpoint, and the box is clamped to the map, so that every box has >= 1 cell.
@@ -30,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sppnet_jax.core import zf5
+from sppnet_jax.core import architectures
 
 RULES = ('paper', 'authors_code')
 SCALE_RULES = ('paper', 'authors_code')
@@ -63,10 +66,10 @@ def _project_axis(lo, hi, size: int, rule: str, centre: float, stride: int):
 
 
 def project_boxes(boxes, map_height: int, map_width: int, rule: str = 'paper',
-                  layers=zf5.LAYERS):
+                  architecture: str = 'zf5'):
   """(R, 4) pixel boxes of the scaled image -> (R, 4) int32 cell boxes on its
-  (map_height, map_width) conv5 map."""
-  centre, stride = zf5.receptive_field_centres(layers)
+  (map_height, map_width) conv5 map of the network `architecture`."""
+  centre, stride = architectures.receptive_field_centres(architecture)
   xp = _xp(boxes)
   boxes = boxes.astype(np.float32) if xp is np else boxes.astype(jnp.float32)
   y0, y1 = _project_axis(boxes[:, 0], boxes[:, 2], map_height, rule, centre, stride)
@@ -81,13 +84,15 @@ def scale_boxes(boxes, factor_y, factor_x):
 
 
 def choose_scales(boxes, image_height: int, image_width: int, scales,
-                  rule: str = 'paper', input_size: int = 224):
+                  rule: str = 'paper', input_size: int = 224,
+                  architecture: str = 'zf5'):
   """The index into `scales` (short sides) each box is pooled at.
 
   'paper': the scale at which the scaled box's area is closest to
   input_size^2 (224^2, the network's training input). 'authors_code': the
   scale at which the scaled box's side sqrt(area) is closest to the side of the
-  training input's conv5 map in pixels, conv5_size(224) * S = 13 * 16 = 208.
+  training input's conv5 map in pixels, conv5_size(224) * S = 13 * 16 = 208
+  for ZF-5 (18 * 12 = 216 for Overfeat-5/7).
   """
   xp = _xp(boxes)
   area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
@@ -96,8 +101,8 @@ def choose_scales(boxes, image_height: int, image_width: int, scales,
   if rule == 'paper':
     distance = xp.abs(scaled_area - float(input_size) ** 2)
   elif rule == 'authors_code':
-    _, stride = zf5.receptive_field_centres()
-    target = zf5.conv5_size(input_size) * stride
+    _, stride = architectures.receptive_field_centres(architecture)
+    target = architectures.conv5_size(input_size, architecture) * stride
     distance = xp.abs(xp.sqrt(scaled_area) - target)
   else:
     raise ValueError(f'unknown scale rule {rule!r}: use one of {SCALE_RULES}.')

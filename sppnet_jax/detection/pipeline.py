@@ -110,7 +110,8 @@ def open_run(config, workdir: str) -> DetectionRun:
 def _pooling(config, backbone: Backbone) -> PoolingSettings:
   input_size = (config.detection.input_size
                 or max(backbone.config.train_sizes))
-  return PoolingSettings.of(config, backbone.config.spp_levels, input_size)
+  return PoolingSettings.of(config, backbone.config.spp_levels, input_size,
+                            backbone.config.architecture)
 
 
 def make_proposals(config, workdir: str, splits=None) -> list:

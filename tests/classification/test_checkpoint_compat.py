@@ -29,3 +29,15 @@ def test_checkpoint_of_the_flat_layout_restores_and_scores_as_before(small_data,
   assert metrics['top1'] == pytest.approx(TOP1_THEN, abs=1e-7)
   assert metrics['top5'] == pytest.approx(TOP5_THEN, abs=1e-7)
   assert metrics['loss'] == pytest.approx(LOSS_THEN, rel=1e-6)
+
+
+def test_a_run_saved_before_config_architecture_resumes(small_data, tmp_path):
+  """The record of that run has no `architecture` (it was ZF-5's only): the
+  same command resumes it (at its end: it scores the final state) instead of
+  calling the field a change."""
+  from sppnet_jax.classification import train  # pylint: disable=g-import-not-at-top
+  shutil.copytree(SAVED, tmp_path / 'checkpoints')
+  metrics = train.train_and_evaluate(small_config(small_data, num_epochs=1),
+                                     str(tmp_path))
+  assert metrics['top1'] == pytest.approx(TOP1_THEN, abs=1e-7)
+  assert metrics['loss'] == pytest.approx(LOSS_THEN, rel=1e-6)

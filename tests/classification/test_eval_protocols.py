@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from sppnet_jax import normalize_images, spatial_pyramid_pool
-from sppnet_jax.classification import evaluate, input_pipeline, train
+from sppnet_jax.classification import eval_views, evaluate, input_pipeline, train
 from sppnet_jax.classification.config import validate_config
 from sppnet_jax.core import compile_count
 from sppnet_jax.core.data import image_ops
@@ -234,3 +234,21 @@ def test_zfnet_refuses_full_images_and_feature_map_views(setup):
   config.eval.protocol = 'feature_map_views'
   with pytest.raises(ConfigError, match='feature_map_views need SPP-net'):
     validate_config(config)
+
+
+def test_feature_map_views_of_an_overfeat_net_follow_its_stride_of_12():
+  # A 256 x 300 image at Overfeat: conv1 (256-7)//2+1 = 125, pool1 floor(122/3)
+  # + 1 = 41, conv2 41, pool2 ceil(39/2)+1 = 21 rows; 300: 147, 49, 49, 25
+  # columns. Cell j is centred on 8.5 + 12 j: a window keeps the cells whose
+  # centres it holds (ZF-5's 20.5 + 16 j would keep others).
+  spec = eval_views.ViewSpec(scales=(256,), kind='full_image', crop=224,
+                             step=32, flip=True, feature_map=True)
+  cells = evaluate.feature_map_cells(spec, 256, 300, 21, 25, 'overfeat5')
+  windows = eval_views.feature_map_windows(256, 300, 224)
+  expected = []
+  for y0, x0, y1, x1 in windows:
+    rows = [j for j in range(21) if y0 < 8.5 + 12 * j < y1]
+    cols = [j for j in range(25) if x0 < 8.5 + 12 * j < x1]
+    expected.append([rows[0], cols[0], rows[-1] + 1, cols[-1] + 1])
+  assert cells.tolist() == expected
+  assert expected[0] == [1, 3, 20, 22]  # the center window (16, 38, 240, 262)

@@ -83,6 +83,12 @@ def test_checkpoint_of_another_model_is_a_clear_error(small_data, tmp_path):
      'device count: set --config.batch_size to one, e.g. 256.'),
     (dict(train_sizes=(24,)), 'train_sizes=(24,) and eval_size=64 must be at '
      'least 31 (the smallest input ZF-5 accepts): raise them.'),
+    (dict(architecture='vgg16'), "config.architecture='vgg16' is not one of "
+     "('zf5', 'convnet5', 'overfeat5', 'overfeat7'): set --config.architecture "
+     'to one of them.'),
+    (dict(model='zfnet', architecture='overfeat7', train_sizes=(64,)),
+     "model zfnet is ZF-5's no-SPP net, not overfeat7's: use "
+     '--config.model=nospp.'),
 ])
 def test_config_errors_are_one_line(small_data, overrides, message):
   with pytest.raises(ConfigError) as error:

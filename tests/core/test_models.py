@@ -11,7 +11,8 @@ import pytest
 
 from sppnet_jax import LocalResponseNorm, SPPNet, ZFNet, spatial_pyramid_pool
 from sppnet_jax.core.layers import max_pool_ceil
-from sppnet_jax.core.zf5 import conv5_size, count_params, min_input_size
+from sppnet_jax.core.architectures import conv5_size, min_input_size
+from sppnet_jax.core.zf5 import count_params
 
 
 def _shapes(model, size):

@@ -24,27 +24,31 @@ from sppnet_jax.detection.features.conv5 import ScaledMap
 @dataclasses.dataclass(frozen=True)
 class PoolingSettings:
   """How a box becomes a pooled vector: the scales of the maps, the pyramid,
-  the rules choosing a box's scale and projecting it onto cells, and the
-  backbone's training input side (the scale rule's target)."""
+  the rules choosing a box's scale and projecting it onto cells, the
+  backbone's training input side (the scale rule's target) and its network
+  (whose strides the projection follows)."""
   scales: tuple
   levels: tuple
   scale_rule: str
   projection_rule: str
   input_size: int
+  architecture: str = 'zf5'
 
   def options(self) -> dict:
     """The keywords of `pool_groups` and `pool_boxes` these settings fix."""
     return dict(scales=self.scales, levels=self.levels,
                 scale_rule=self.scale_rule,
                 projection_rule=self.projection_rule,
-                input_size=self.input_size)
+                input_size=self.input_size, architecture=self.architecture)
 
   @classmethod
-  def of(cls, config, levels, input_size: int) -> 'PoolingSettings':
-    """From the detection config's fields and the backbone's pyramid."""
+  def of(cls, config, levels, input_size: int,
+         architecture: str) -> 'PoolingSettings':
+    """From the detection config's fields and the backbone's pyramid and
+    network."""
     return cls(tuple(config.detection.scales), tuple(levels),
                config.detection.scale_rule, config.detection.projection_rule,
-               int(input_size))
+               int(input_size), architecture)
 
 
 def _pool_padded(conv5, cells, valid, levels, max_box_cells):
@@ -108,16 +112,18 @@ def pool_groups(maps: Sequence[ScaledMap], boxes: np.ndarray, image_height: int,
                 image_width: int, scales: Sequence[int],
                 levels: Sequence[int] = (6, 3, 2, 1), *, scale_rule: str = 'paper',
                 projection_rule: str = 'paper', box_bucket: int = 256,
-                input_size: int = 224) -> list[tuple[np.ndarray, jax.Array]]:
+                input_size: int = 224,
+                architecture: str = 'zf5') -> list[tuple[np.ndarray, jax.Array]]:
   """The (R, 4) pixel boxes of the original image pooled, each at the scale
   `projection.choose_scales` picks (the scaled area closest to input_size^2,
-  the network's training input) and projected onto that scale's conv5 map:
+  the network's training input) and projected onto that scale's conv5 map
+  with the geometry of the network `architecture`:
   per scale some box is pooled at, (rows, pooled) with the boxes' indices in
   `boxes` and their (padded_count, C * sum(n^2)) vectors, left on the device
   (rows past len(rows) are zeros)."""
   boxes = np.asarray(boxes, np.float32)
   choice = projection.choose_scales(boxes, image_height, image_width, scales,
-                                    scale_rule, input_size)
+                                    scale_rule, input_size, architecture)
   groups = []
   for k, scaled in enumerate(maps):
     rows = np.flatnonzero(choice == k)
@@ -126,7 +132,7 @@ def pool_groups(maps: Sequence[ScaledMap], boxes: np.ndarray, image_height: int,
     scaled_boxes = projection.scale_boxes(boxes[rows], scaled.factor_y,
                                           scaled.factor_x)
     cells = projection.project_boxes(scaled_boxes, *scaled.conv5.shape[:2],
-                                     projection_rule)
+                                     projection_rule, architecture)
     padded = padded_count(len(rows), box_bucket)
     cells = np.pad(cells, ((0, padded - len(rows)), (0, 0)))
     valid = np.arange(padded) < len(rows)

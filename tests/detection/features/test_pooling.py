@@ -156,3 +156,36 @@ def test_maps_of_one_padded_shape_share_one_compilation():
                   conv5[None, y0:y1, x0:x1], (6, 3, 2, 1)))[0])
         assert not got[2].any()
   assert compiled.count('_pool_padded') == 1, compiled
+
+
+def test_an_overfeat_backbone_pools_the_cells_of_its_stride_of_12():
+  """Overfeat-5's cell j is centred on 8.5 + 12 j (conv1 7/2 pad 0: 3 pixels,
+  pool1 3/3: 1 step of 2, pool2 2/2: half a step of 6), not ZF-5's 20.5 + 16 j."""
+  model = SPPNet(width_multiplier=0.1, fc_dim=8, num_classes=3,
+                 architecture='overfeat5')
+  rng = np.random.default_rng(2)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)),
+                      train=False)['params']
+  image = rng.integers(0, 256, (100, 150, 3), dtype=np.uint8)
+  boxes = np.array([[3, 5, 60, 70], [30, 40, 97, 148], [0, 0, 100, 150]],
+                   np.float32)
+  scales = (96,)
+  maps = MultiScaleConv5(model, params, scales, STEP)(image)
+  got = pool_boxes(maps, boxes, 100, 150, scales, input_size=64,
+                   architecture='overfeat5')
+  shape = _bucket(100, 150, 96)
+  resized = np.round(tf.image.resize(image, shape, method='bilinear').numpy())
+  conv5 = model.apply({'params': params},
+                      normalize_images(resized[None].astype(np.uint8)),
+                      method='features')
+  fy, fx = shape[0] / 100, shape[1] / 150
+
+  def cells(lo, hi, count):
+    inside = [j for j in range(count) if lo < 8.5 + 12 * j < hi]
+    return slice(inside[0], inside[-1] + 1)
+
+  for r, (y0, x0, y1, x1) in enumerate(boxes):
+    rows = cells(y0 * fy, y1 * fy, conv5.shape[1])
+    cols = cells(x0 * fx, x1 * fx, conv5.shape[2])
+    expected = spatial_pyramid_pool(conv5[:, rows, cols])[0]
+    np.testing.assert_array_equal(got[r], np.asarray(expected), err_msg=str(r))
