@@ -18,6 +18,7 @@ usage: python main.py --workdir=DIR [--config=RECIPE] [--mode=MODE]
   configs/tiny.py             SPP-net on a generated 10-class set, CPU minutes
   configs/sppnet_mult.py      SPP-net on ImageNet at 224 and 180 pixels (paper)
   configs/sppnet_single.py    the same at 224 only; configs/zfnet.py: ZFNet
+  configs/classification/overfeat7_spp_mult.py: the paper's best (README: all 4)
   configs/detection/tiny.py   detection on a generated 8-class set, CPU minutes
   configs/detection/voc07.py  detection on PASCAL VOC 2007 (paper)
 
