@@ -72,3 +72,8 @@ def test_other_processes_write_no_summaries(tmp_path):
   writer.write_scalars(1, {'loss': 1.0})
   writer.close()
   assert not os.listdir(tmp_path)
+
+
+def test_the_training_clause_of_the_evaluation_line():
+  assert metric_output.training_clause(50, 2.61064, 0.11375, 298.4, 'images') == (
+      '; training at step 50: loss 2.6106, top-1 11.38%, 298 images/s')

@@ -200,9 +200,9 @@ def _log_evaluation(step: int, run, eval_metrics: dict, train_step: int,
           f' validation top-1 {100 * eval_metrics["top1"]:.2f}%, top-5 '
           f'{100 * eval_metrics["top5"]:.2f}%, loss {eval_metrics["loss"]:.4f}')
   if train:
-    line += (f'; training at step {train_step}: loss {train["train_loss"]:.4f}, '
-             f'top-1 {100 * train["train_top1"]:.2f}%, '
-             f'{train["train_images_per_sec"]:.0f} images/s')
+    line += metric_output.training_clause(
+        train_step, train['train_loss'], train['train_top1'],
+        train['train_images_per_sec'], 'images')
   logging.info('%s.', line)
 
 

@@ -151,10 +151,9 @@ def _log_validation(step: int, num_steps: int, val_map: float,
   training report (step `report_step`) when there is one."""
   line = f'Fine-tuning step {step}/{num_steps}: validation mAP (softmax) {val_map:.4f}'
   if report:
-    line += (f'; training at step {report_step}: loss '
-             f'{report["finetune_loss"]:.4f}, top-1 '
-             f'{100 * report["finetune_top1"]:.2f}%, '
-             f'{report["finetune_regions_per_sec"]:.0f} regions/s')
+    line += metric_output.training_clause(
+        report_step, report['finetune_loss'], report['finetune_top1'],
+        report['finetune_regions_per_sec'], 'regions')
   logging.info('%s.', line)
 
 
