@@ -21,7 +21,8 @@ import numpy as np
 
 from sppnet_jax import runtime
 from sppnet_jax.classification import eval_views, export
-from sppnet_jax.classification.restore import restore, saved_config_at
+from sppnet_jax.classification.restore import restore
+from sppnet_jax.classification.saved_run import saved_config_at
 from sppnet_jax.core.data import image_files
 from sppnet_jax.errors import ConfigError
 

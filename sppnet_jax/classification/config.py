@@ -9,6 +9,7 @@ be overridden on the command line, e.g. --config.batch_size=64.
 import ml_collections
 
 from sppnet_jax.classification.model import MODELS
+from sppnet_jax.core import architectures
 from sppnet_jax.core.architectures import ARCHITECTURES, min_input_size
 from sppnet_jax.core.projection import RULES as PROJECTION_RULES
 from sppnet_jax.errors import ConfigError
@@ -40,6 +41,17 @@ def base_config() -> ml_collections.ConfigDict:
   config.width_multiplier = 1.0  # scales conv channels; 1.0 is the paper's
   config.fc_dim = 4096
   config.dtype = 'float32'  # activation/matmul dtype: 'float32' | 'bfloat16'
+
+  # Fine-tuning a trained run on this data (see warm_start.py).
+  # A classification workdir (its best checkpoint, else its latest) or a step
+  # folder (WORKDIR/best/1000): every layer but fc8 starts from it, fc8 is
+  # drawn afresh with num_classes outputs. Its model fields other than
+  # num_classes must equal this run's. '': start from the initializer.
+  config.init_from = ''
+  # The first layer that learns; those below keep their values (no update, no
+  # decay): 'conv1' trains everything, 'fc6' freezes the convolutions (the
+  # paper's detection fine-tuning), 'conv3' is Fast R-CNN's choice.
+  config.trainable_from = 'conv1'
 
   # Data.
   config.dataset = 'imagenet2012'  # 'embedded' | 'imagefolder' | any tfds name
@@ -141,6 +153,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if not config.spp_levels or min(config.spp_levels) < 1:
     raise ConfigError(f'config.spp_levels={tuple(config.spp_levels)} needs positive '
                      'levels, e.g. --config.spp_levels="(6, 3, 2, 1)".')
+  architectures.layers_below(config.architecture, config.trainable_from)
   _validate_eval_protocol(config)
   if config.log_every_steps < 1:
     raise ConfigError('config.log_every_steps must be at least 1.')

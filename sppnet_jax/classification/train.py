@@ -15,16 +15,16 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 from clu import periodic_actions
 from jax.experimental import multihost_utils
 
-from sppnet_jax.classification import evaluate, input_pipeline
+from sppnet_jax.classification import evaluate, input_pipeline, warm_start
 from sppnet_jax.classification.config import resolve_config
 from sppnet_jax.classification.model import create_model
+from sppnet_jax.classification.state import initial_state
 from sppnet_jax.classification.steps import make_train_step
 from sppnet_jax.core import checkpoints, lookahead, metric_output, optim, parallel
 from sppnet_jax.core.preemption import StopRequest
@@ -71,23 +71,6 @@ def setup(config: ml_collections.ConfigDict) -> Run:
   state, state_sharding = initial_state(config, model, schedule, mesh)
   return Run(config, source, info, mesh, model, steps_per_epoch, total_steps,
              schedule, state, state_sharding)
-
-
-def initial_state(config, model, schedule, mesh):
-  """The freshly initialised, replicated train state and its shardings."""
-  tx = optim.create_optimizer(config, schedule)
-  init_size = model.input_size or max(config.train_sizes)
-
-  def init(key):
-    images = jnp.zeros((1, init_size, init_size, 3), model.dtype)
-    params = model.init(key, images, train=False)['params']
-    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
-
-  replicated = parallel.replicated_sharding(mesh)
-  abstract = jax.eval_shape(init, jax.random.key(config.seed))
-  state_sharding = jax.tree.map(lambda _: replicated, abstract)
-  state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(config.seed))
-  return state, state_sharding
 
 
 def compile_train_steps(run: Run) -> dict[int, Any]:
@@ -209,6 +192,7 @@ def _log_evaluation(step: int, run, eval_metrics: dict, train_step: int,
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (resuming from the latest checkpoint in `workdir` if there is one),
   evaluates periodically, and returns the final evaluation metrics."""
+  saved = warm_start.source_config(config, workdir)  # Fails before the data.
   input_pipeline.prepare_data(config)
   run = setup(config)
   config = run.config
@@ -230,6 +214,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     logging.info('Resumed from %s at step %d.', store.latest.directory, start_step)
     skipped_before = metadata.get('data_position', {}).get('skipped_images', 0)
   else:
+    if saved is not None:
+      state = warm_start.start_from(saved, state)
     writer.write_hparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
                           for k, v in config.to_dict().items()})
 

@@ -131,6 +131,31 @@ def get(name: str) -> Architecture:
   return ARCHITECTURES[name]
 
 
+HEAD_LAYERS = ('fc6', 'fc7', 'fc8')
+
+
+def parameter_layers(architecture: str = 'zf5') -> tuple[str, ...]:
+  """The names of the layers with parameters, input to output: the
+  convolutions, then fc6, fc7 and fc8 (the top-level keys of the params)."""
+  return tuple(layer.name for layer in get(architecture).conv_layers) + HEAD_LAYERS
+
+
+def layers_below(architecture: str, first_trained: str) -> frozenset[str]:
+  """The parameter layers before `first_trained` (those a run that trains
+  from `first_trained` up keeps frozen): empty for 'conv1'.
+
+  Raises:
+    ConfigError: `first_trained` is not a parameter layer of the network.
+  """
+  names = parameter_layers(architecture)
+  if first_trained not in names:
+    raise ConfigError(
+        f'config.trainable_from={first_trained!r} is not a layer of '
+        f'{get(architecture).title}: set --config.trainable_from to one of '
+        f'{", ".join(names)}.')
+  return frozenset(names[:names.index(first_trained)])
+
+
 def layer_output_size(layer: Layer, size: int) -> int:
   """The side after `layer` for an input side (< 1: no output)."""
   if layer.kind == 'pool':

@@ -38,12 +38,14 @@ RESUMABLE_FIELDS = frozenset({
     'data_dir', 'manual_dir', 'log_every_steps', 'checkpoint_every_steps',
     'keep_best_checkpoints', 'keep_latest_checkpoints', 'eval_every_steps',
     'steps_per_eval', 'eval_batch_size', 'data_threads', 'cache_eval',
-    'allow_config_change', 'eval'})
+    'allow_config_change', 'eval',
+    # Read only when a run starts from scratch (see classification.warm_start).
+    'init_from'})
 
 
 # Fields added to the config after runs were saved without them, with the
 # value such a record means (those runs computed exactly that).
-FIELDS_ADDED_LATER = {'architecture': 'zf5'}
+FIELDS_ADDED_LATER = {'architecture': 'zf5', 'trainable_from': 'conv1'}
 
 
 def config_changes(saved: dict, config, *,
@@ -116,6 +118,11 @@ def _step_folders(folder: str) -> list[int]:
   if not os.path.isdir(folder):
     return []
   return sorted(int(name) for name in os.listdir(folder) if name.isdigit())
+
+
+def has_latest(workdir: str) -> bool:
+  """Whether `workdir` holds a latest checkpoint to resume (file system only)."""
+  return bool(_step_folders(os.path.join(os.path.abspath(workdir), 'checkpoints')))
 
 
 def locate_checkpoint(workdir: str, *, path: str = '',

@@ -1,6 +1,7 @@
 """The optimizer: SGD with momentum, L2 weight decay on weights only, linear
 warm-up then cosine decay to a floor; biases may learn at a multiple of the rate
-(the authors' Caffe solver used 2x)."""
+(the authors' Caffe solver used 2x); frozen layers get no update at all (no
+decay, no momentum state)."""
 
 import jax
 import optax
@@ -20,15 +21,27 @@ def is_bias(path) -> bool:
   return getattr(path[-1], 'key', None) == 'bias'
 
 
-def create_optimizer(config, schedule) -> optax.GradientTransformation:
+def create_optimizer(config, schedule,
+                     frozen: frozenset[str] = frozenset()
+                     ) -> optax.GradientTransformation:
   """Weights: decay added to the gradient (Caffe's L2), then momentum SGD.
-  Biases: no decay, the schedule scaled by `bias_lr_multiplier`."""
+  Biases: no decay, the schedule scaled by `bias_lr_multiplier`. The layers
+  named in `frozen` (top-level keys of the params) keep their values: their
+  update is zero, and XLA drops the gradient work that only they need."""
   weights = optax.chain(
       optax.add_decayed_weights(config.weight_decay),
       optax.sgd(schedule, momentum=config.momentum))
   multiplier = config.bias_lr_multiplier
   biases = optax.sgd(lambda step: multiplier * schedule(step),
                      momentum=config.momentum)
-  label_fn = lambda params: jax.tree_util.tree_map_with_path(
-      lambda path, _: 'bias' if is_bias(path) else 'weight', params)
-  return optax.multi_transform({'weight': weights, 'bias': biases}, label_fn)
+
+  def label(path, _):
+    if getattr(path[0], 'key', None) in frozen:
+      return 'frozen'
+    return 'bias' if is_bias(path) else 'weight'
+
+  transforms = {'weight': weights, 'bias': biases}
+  if frozen:
+    transforms['frozen'] = optax.set_to_zero()
+  return optax.multi_transform(
+      transforms, lambda params: jax.tree_util.tree_map_with_path(label, params))

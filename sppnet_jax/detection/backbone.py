@@ -52,15 +52,15 @@ def load_backbone(path: str) -> Backbone:
     CheckpointNotFoundError: nothing to restore at `path`.
     CheckpointError: not an SPP-net (a ZFNet).
   """
-  from sppnet_jax.classification import restore  # pylint: disable=g-import-not-at-top
-  config, workdir = restore.saved_config_at(path)
+  from sppnet_jax.classification import saved_run  # pylint: disable=g-import-not-at-top
+  config, _ = saved_run.saved_config_at(path)
   where = config.eval.checkpoint_path
   if config.model != 'sppnet':
     raise CheckpointError(
         f'the backbone at {where} is a {config.model}: detection pools each '
         'region with spatial pyramid pooling into fc6, which only an SPP-net '
         'takes; train one (e.g. configs/classification/sppnet_mult.py).')
-  restored = restore.restore(config, workdir, with_data=False)
+  restored = saved_run.restore_saved(config)
   params = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)),
                         restored.params)
   return Backbone(config=restored.config, model=restored.model, params=params,

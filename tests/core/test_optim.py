@@ -52,3 +52,38 @@ def test_sgd_momentum_decay_skips_biases_and_scales_their_rate():
     w, b = w - 0.1 * vw, b - 2.0 * 0.1 * vb
   np.testing.assert_allclose(params['conv1']['kernel'], w, rtol=1e-6)
   np.testing.assert_allclose(params['conv1']['bias'], b, rtol=1e-6)
+
+
+def test_frozen_layers_keep_their_values_and_the_rest_still_learn():
+  config = _config(warmup_epochs=0.0, min_learning_rate_ratio=1.0)  # constant 0.1
+  tx = optim.create_optimizer(config, optim.learning_rate_schedule(config, 10, 100),
+                              frozenset({'conv1'}))
+  params = {'conv1': {'kernel': jnp.array([1.0, -2.0]), 'bias': jnp.array([0.5])},
+            'fc6': {'kernel': jnp.array([3.0]), 'bias': jnp.array([-1.0])}}
+  grads = {'conv1': {'kernel': jnp.array([0.3, 0.1]), 'bias': jnp.array([0.2])},
+           'fc6': {'kernel': jnp.array([0.5]), 'bias': jnp.array([0.25])}}
+  updates, _ = tx.update(grads, tx.init(params), params)
+  # conv1: nothing, not even the decay; fc6: the first step of Caffe's SGD.
+  np.testing.assert_array_equal(updates['conv1']['kernel'], [0.0, 0.0])
+  np.testing.assert_array_equal(updates['conv1']['bias'], [0.0])
+  np.testing.assert_allclose(updates['fc6']['kernel'], [-0.1 * (0.5 + 1e-2 * 3.0)],
+                             rtol=1e-6)
+  np.testing.assert_allclose(updates['fc6']['bias'], [-2.0 * 0.1 * 0.25], rtol=1e-6)
+
+
+def test_layers_below_names_the_frozen_layers_of_each_network():
+  from sppnet_jax.core import architectures  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  assert architectures.layers_below('zf5', 'conv1') == frozenset()
+  assert architectures.layers_below('zf5', 'fc6') == {f'conv{i}' for i in range(1, 6)}
+  assert architectures.layers_below('overfeat7', 'fc6') == {
+      f'conv{i}' for i in range(1, 8)}
+  assert architectures.layers_below('convnet5', 'conv3') == {'conv1', 'conv2'}
+  try:
+    architectures.layers_below('zf5', 'conv7')
+  except ConfigError as error:
+    assert str(error) == ("config.trainable_from='conv7' is not a layer of ZF-5: "
+                          'set --config.trainable_from to one of conv1, conv2, '
+                          'conv3, conv4, conv5, fc6, fc7, fc8.')
+  else:
+    raise AssertionError('conv7 of ZF-5 was accepted')

@@ -9,9 +9,9 @@ import numpy as np
 import optax
 import pytest
 
-from sppnet_jax.classification import train
 from sppnet_jax.classification.model import create_model
 from sppnet_jax.classification.restore import restore
+from sppnet_jax.classification.state import initial_state
 from sppnet_jax.core import checkpoints, parallel
 from sppnet_jax.detection import backbone
 from sppnet_jax.errors import CheckpointError, CheckpointNotFoundError
@@ -63,9 +63,8 @@ def test_zfnets_and_nothing_are_one_line_errors(small_data, tmp_path):
   zfnet = str(tmp_path / 'zfnet')
   config = small_config(small_data, model='zfnet', train_sizes=(64,),
                         num_classes=2)
-  state, _ = train.initial_state(config, create_model(config),
-                                 optax.constant_schedule(0.0),
-                                 parallel.create_mesh())
+  state, _ = initial_state(config, create_model(config),
+                           optax.constant_schedule(0.0), parallel.create_mesh())
   store = checkpoints.Checkpoints(zfnet, config, ('a', 'b'))
   store.save_latest(1, state, force=True)
   store.wait()
