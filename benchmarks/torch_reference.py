@@ -1,17 +1,21 @@
-"""A PyTorch reference of the identical ZF-5 / SPP-net, for benchmarks only.
+"""A PyTorch reference of the identical networks (the paper's four, with and
+without SPP), for benchmarks only.
 
-Same geometry as ZF-5's table in `sppnet_jax.core.architectures`: conv1 7x7/2
-pad 1, within-channel LRN (local size 3, alpha 5e-5, beta 0.75, the 3x3 mean divides by 9
-with zero padding), Caffe ceil-mode 3x3/2 max pooling (`ceil_mode=True`: for these
-sizes the same windows as Caffe's rule), conv2 5x5/2, three 3x3 pad 1 convolutions,
-pool5 = fixed 3x3/2 max pool (ZFNet) or spatial pyramid pooling with the exact bin
-rule (`F.adaptive_max_pool2d`, levels 6,3,2,1), fc6/fc7 (ReLU, dropout 0.5), fc8;
-softmax cross-entropy; SGD with momentum and weight decay on weights only.
+The layers are read from `sppnet_jax.core.architectures` (the one table the
+Flax model is built from): each convolution with its kernel, stride, zero
+padding and channels (scaled as `zf5.channels` scales them), ReLU, then the
+within-channel LRN where the table puts one (local size 3, alpha 5e-5, beta
+0.75, the 3x3 mean divides by 9 with zero padding); max pooling in Caffe's
+ceil mode (`ceil_mode=True`: with no padding the same windows as Caffe's rule)
+or floor mode (Overfeat's pool1). pool5 is the architecture's fixed baseline
+pool (no-SPP) or spatial pyramid pooling with the exact bin rule
+(`F.adaptive_max_pool2d`, levels 6,3,2,1); then fc6/fc7 (ReLU, dropout 0.5),
+fc8; softmax cross-entropy; SGD with momentum and weight decay on weights only.
 
 The layout is PyTorch's native NCHW, so each pyramid level flattens in (channel,
 row, column) order; `load_flax_params` permutes fc6's rows accordingly, so that a
 model loaded from Flax parameters computes the same function as the Flax model
-(tests/test_torch_reference.py checks that).
+(tests/classification/test_torch_reference.py checks that for every network).
 
 PyTorch is a benchmark-only dependency (requirements-bench.txt); nothing in
 `sppnet_jax` imports this file.
@@ -21,7 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-CHANNELS = (96, 256, 384, 384, 256)
+from sppnet_jax.core import architectures
+from sppnet_jax.core.zf5 import channels as scaled_channels
+
+MODELS = ('sppnet', 'nospp', 'zfnet')  # zfnet: ZF-5's no-SPP baseline
 
 
 class WithinChannelLRN(nn.Module):
@@ -38,25 +45,33 @@ class WithinChannelLRN(nn.Module):
     return x * (self.k + self.alpha * mean).pow(-self.beta)
 
 
-class ZF5(nn.Module):
-  """ZF-5 trunk with a ZFNet (pool5) or SPP-net (pyramid) head; NCHW input."""
+class PaperNet(nn.Module):
+  """One of the paper's trunks (`architecture`) with a no-SPP (fixed pool5) or
+  SPP-net (pyramid) head; NCHW input. Parameters are named as the Flax
+  model's (conv1..convN, fc6..fc8)."""
 
   def __init__(self, model: str = 'sppnet', num_classes: int = 1000,
                spp_levels=(6, 3, 2, 1), fc_dim: int = 4096,
-               dropout_rate: float = 0.5, width_multiplier: float = 1.0):
+               dropout_rate: float = 0.5, width_multiplier: float = 1.0,
+               architecture: str = 'zf5'):
     super().__init__()
-    if model not in ('sppnet', 'zfnet'):
-      raise ValueError(f'unknown model {model!r}')
+    if model not in MODELS:
+      raise ValueError(f'unknown model {model!r}: one of {MODELS}')
+    if model == 'zfnet':
+      model, architecture = 'nospp', 'zf5'
     self.model, self.spp_levels = model, tuple(spp_levels)
-    c1, c2, c3, c4, c5 = (max(1, int(round(c * width_multiplier))) for c in CHANNELS)
-    self.conv1 = nn.Conv2d(3, c1, 7, stride=2, padding=1)
-    self.conv2 = nn.Conv2d(c1, c2, 5, stride=2, padding=0)
-    self.conv3 = nn.Conv2d(c2, c3, 3, padding=1)
-    self.conv4 = nn.Conv2d(c3, c4, 3, padding=1)
-    self.conv5 = nn.Conv2d(c4, c5, 3, padding=1)
+    self.table = architectures.get(architecture)
+    cin = 3
+    for layer in self.table.conv_layers:
+      cout = scaled_channels(layer, width_multiplier)
+      setattr(self, layer.name, nn.Conv2d(cin, cout, layer.kernel,
+                                          stride=layer.stride,
+                                          padding=layer.padding))
+      cin = cout
+    self.last_channels = cin
     self.lrn = WithinChannelLRN()
-    features = c5 * (sum(n * n for n in self.spp_levels) if model == 'sppnet' else 36)
-    self.fc6 = nn.Linear(features, fc_dim)
+    cells = sum(n * n for n in self.spp_levels) if model == 'sppnet' else 36
+    self.fc6 = nn.Linear(cin * cells, fc_dim)
     self.fc7 = nn.Linear(fc_dim, fc_dim)
     self.fc8 = nn.Linear(fc_dim, num_classes)
     self.dropout = nn.Dropout(dropout_rate)
@@ -65,19 +80,25 @@ class ZF5(nn.Module):
         nn.init.normal_(module.weight, 0.0, 0.01)
         nn.init.zeros_(module.bias)
 
+  def features(self, x):
+    for layer in self.table.layers:
+      if layer.kind == 'conv':
+        x = F.relu(getattr(self, layer.name)(x))
+        if layer.lrn:
+          x = self.lrn(x)
+      else:
+        x = F.max_pool2d(x, layer.kernel, layer.stride, ceil_mode=layer.ceil)
+    return x
+
   def pool5(self, x):
-    if self.model == 'zfnet':
-      return torch.flatten(F.max_pool2d(x, 3, 2, ceil_mode=True), 1)
+    if self.model == 'nospp':
+      kernel, stride = self.table.baseline_pool
+      return torch.flatten(F.max_pool2d(x, kernel, stride, ceil_mode=True), 1)
     return torch.cat([torch.flatten(F.adaptive_max_pool2d(x, n), 1)
                       for n in self.spp_levels], dim=1)
 
   def forward(self, x):
-    x = F.max_pool2d(self.lrn(F.relu(self.conv1(x))), 3, 2, ceil_mode=True)
-    x = F.max_pool2d(self.lrn(F.relu(self.conv2(x))), 3, 2, ceil_mode=True)
-    x = F.relu(self.conv3(x))
-    x = F.relu(self.conv4(x))
-    x = F.relu(self.conv5(x))
-    x = self.pool5(x)
+    x = self.pool5(self.features(x))
     x = self.dropout(F.relu(self.fc6(x)))
     x = self.dropout(F.relu(self.fc7(x)))
     return self.fc8(x)
@@ -129,20 +150,22 @@ def make_eval_step(model: nn.Module):
   return step
 
 
-def load_flax_params(model: ZF5, params) -> None:
-  """Copies a Flax ZF-5 parameter tree (HWIO kernels, (in, out) dense kernels,
-  NHWC flattening) into `model` (OIHW, (out, in), NCHW flattening)."""
+def load_flax_params(model: PaperNet, params) -> None:
+  """Copies a Flax parameter tree of the same network (HWIO kernels, (in, out)
+  dense kernels, NHWC flattening) into `model` (OIHW, (out, in), NCHW
+  flattening)."""
   import numpy as np
 
   def put(dst, value):
     with torch.no_grad():
       dst.copy_(torch.from_numpy(np.ascontiguousarray(np.asarray(value, np.float32))))
 
-  for i in range(1, 6):
-    conv = getattr(model, f'conv{i}')
-    put(conv.weight, np.transpose(np.asarray(params[f'conv{i}']['kernel']), (3, 2, 0, 1)))
-    put(conv.bias, params[f'conv{i}']['bias'])
-  channels = model.conv5.out_channels
+  for layer in model.table.conv_layers:
+    conv = getattr(model, layer.name)
+    put(conv.weight, np.transpose(np.asarray(params[layer.name]['kernel']),
+                                  (3, 2, 0, 1)))
+    put(conv.bias, params[layer.name]['bias'])
+  channels = model.last_channels
   grids = model.spp_levels if model.model == 'sppnet' else (6,)
   kernel = np.asarray(params['fc6']['kernel'])  # (features, out), NHWC order.
   rows, start = [], 0

@@ -1,6 +1,6 @@
 """Benchmarks the project's JAX train and eval steps against a PyTorch reference.
 
-Prints ONE table: for each (model, input size, batch) the JAX train step (the
+Prints ONE table: for each (network, model, input size, batch) the JAX train step (the
 project's own `steps.train_step`, jitted with the state donated, exactly as
 `train.compile_train_steps` does, minus the mesh), the JAX eval step
 (`steps.make_eval_step`), and, measured in the same run, the identical network
@@ -15,6 +15,7 @@ round, after warm-up), so that a load change on a shared machine hits them all.
   python benchmarks/train_step.py                 # CPU: batch 32, sizes 224/180
   python benchmarks/train_step.py --quick         # smoke run, well under a minute
   python benchmarks/train_step.py --batch 32,128 --models sppnet --sizes 224
+  python benchmarks/train_step.py --architectures overfeat7 --models sppnet --sizes 224
   python benchmarks/train_step.py --tcmalloc both # each row with and without it
   python benchmarks/train_step.py --no-torch      # JAX rows only
 
@@ -41,23 +42,28 @@ TCMALLOC_GLOBS = ('/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4',
 # ----------------------------------------------------------------------------
 # FLOPs, analytically.
 
-def _model(name: str, size: int, conv_impl: str = 'auto'):
-  """The paper's full-size network (1000 classes), as the recipes build it."""
-  from sppnet_jax import SPPNet, ZFNet
+def _model(name: str, size: int, conv_impl: str = 'auto',
+           architecture: str = 'zf5'):
+  """The paper's full-size network (1000 classes), as the recipes build it:
+  `name` 'sppnet', 'nospp' (the architecture's fixed pool5) or 'zfnet'."""
+  from sppnet_jax import NoSPPNet, SPPNet, ZFNet
   if name == 'sppnet':
-    return SPPNet(conv_impl=conv_impl)
-  return ZFNet(image_size=size, conv_impl=conv_impl)
+    return SPPNet(conv_impl=conv_impl, architecture=architecture)
+  if name == 'zfnet':
+    return ZFNet(image_size=size, conv_impl=conv_impl)
+  return NoSPPNet(image_size=size, conv_impl=conv_impl, architecture=architecture)
 
 
-def forward_macs(model: str, size: int) -> int:
+def forward_macs(model: str, size: int, architecture: str = 'zf5') -> int:
   """Multiply-accumulates of one forward pass of one image (convs and fcs),
   from the model's own geometry."""
   from sppnet_jax.core.zf5 import forward_macs as macs
-  return macs(_model(model, size), size)
+  return macs(_model(model, size, architecture=architecture), size)
 
 
-def step_flops(model: str, size: int, batch: int, mode: str) -> float:
-  forward = 2.0 * forward_macs(model, size) * batch
+def step_flops(model: str, size: int, batch: int, mode: str,
+               architecture: str = 'zf5') -> float:
+  forward = 2.0 * forward_macs(model, size, architecture) * batch
   return 3.0 * forward if mode == 'train' else forward
 
 
@@ -84,7 +90,8 @@ OPTIMIZER = types.SimpleNamespace(learning_rate=0.01, warmup_epochs=0.0,
 class JaxVariant(Variant):
   framework = 'jax'
 
-  def __init__(self, model_name, size, batch, mode, conv_impl, seed=0):
+  def __init__(self, model_name, size, batch, mode, conv_impl, seed=0,
+               architecture='zf5'):
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -93,7 +100,7 @@ class JaxVariant(Variant):
     from sppnet_jax.core.train_state import TrainState
     self.jax = jax
     self.name = f'jax ({conv_impl})' if conv_impl != 'auto' else 'jax'
-    model = _model(model_name, size, conv_impl)
+    model = _model(model_name, size, conv_impl, architecture)
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
     labels = rng.integers(0, model.num_classes, (batch,), dtype=np.int32)
@@ -136,13 +143,14 @@ class JaxVariant(Variant):
 class TorchVariant(Variant):
   framework = 'torch'
 
-  def __init__(self, model_name, size, batch, mode, compiled, seed=0):
+  def __init__(self, model_name, size, batch, mode, compiled, seed=0,
+               architecture='zf5'):
     import numpy as np
     import torch
     import torch_reference
     torch.manual_seed(seed)
     self.name = 'torch.compile' if compiled else 'torch eager'
-    model = torch_reference.ZF5(model_name)
+    model = torch_reference.PaperNet(model_name, architecture=architecture)
     model.train(mode == 'train')
     rng = np.random.default_rng(seed)
     self.images = torch.from_numpy(
@@ -175,15 +183,18 @@ def _median(values):
   return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
 
 
-def run_group(model, size, batch, mode, args, malloc):
-  """Builds every variant of one (model, size, batch, mode), warms them up, then
-  times `args.steps` interleaved rounds; returns one row per variant."""
+def run_group(architecture, model, size, batch, mode, args, malloc):
+  """Builds every variant of one (architecture, model, size, batch, mode),
+  warms them up, then times `args.steps` interleaved rounds; returns one row
+  per variant."""
   variants = []
   for impl in args.conv_impl:
-    variants.append(JaxVariant(model, size, batch, mode, impl))
+    variants.append(JaxVariant(model, size, batch, mode, impl,
+                               architecture=architecture))
   if not args.no_torch:
     for compiled in args.torch_modes:
-      variants.append(TorchVariant(model, size, batch, mode, compiled == 'compile'))
+      variants.append(TorchVariant(model, size, batch, mode, compiled == 'compile',
+                                   architecture=architecture))
   for _ in range(args.warmup):
     for variant in variants:
       variant.step()
@@ -193,11 +204,11 @@ def run_group(model, size, batch, mode, args, malloc):
       start = time.perf_counter()
       variant.step()
       times[id(variant)].append(time.perf_counter() - start)
-  flops = step_flops(model, size, batch, mode)
+  flops = step_flops(model, size, batch, mode, architecture)
   rows = []
   for variant in variants:
     seconds = _median(times[id(variant)])
-    rows.append(dict(model=model, size=size, batch=batch, mode=mode,
+    rows.append(dict(architecture=architecture, model=model, size=size, batch=batch, mode=mode,
                      framework=variant.framework, impl=variant.name, malloc=malloc,
                      compile_s=variant.compile_s, ms=1e3 * seconds,
                      min_ms=1e3 * min(times[id(variant)]),
@@ -211,24 +222,27 @@ def run_group(model, size, batch, mode, args, malloc):
 
 
 def groups(args):
-  for model in args.models:
-    for size in args.sizes:
-      if model == 'zfnet' and size != 224:
-        continue  # ZFNet's fc6 fixes its input at 224.
-      if not args.no_train:
-        for batch in args.batch:
-          yield model, size, batch, 'train'
-      if not args.no_eval:
-        yield model, size, args.eval_batch, 'eval'
+  for architecture in args.architectures:
+    for model in args.models:
+      if model == 'zfnet' and architecture != 'zf5':
+        continue  # ZF-5's no-SPP baseline; 'nospp' is every network's.
+      for size in args.sizes:
+        if model != 'sppnet' and size != 224:
+          continue  # A no-SPP net's fc6 fixes its input at 224.
+        if not args.no_train:
+          for batch in args.batch:
+            yield architecture, model, size, batch, 'train'
+        if not args.no_eval:
+          yield architecture, model, size, args.eval_batch, 'eval'
 
 
 def print_table(rows, file=sys.stdout):
-  header = ('model', 'size', 'batch', 'step', 'implementation', 'malloc, CPU convs',
+  header = ('network', 'model', 'size', 'batch', 'step', 'implementation', 'malloc, CPU convs',
             'compile s', 'ms/step', 'min ms', 'images/s', 'GFLOP/s', 'JAX/best torch')
   lines = []
   for r in rows:
     ratio = f"{r['ratio']:.2f}x" if r.get('ratio') else ''
-    lines.append((r['model'], str(r['size']), str(r['batch']), r['mode'], r['impl'],
+    lines.append((r.get('architecture', 'zf5'), r['model'], str(r['size']), str(r['batch']), r['mode'], r['impl'],
                   r['malloc'], f"{r['compile_s']:.1f}", f"{r['ms']:.0f}",
                   f"{r['min_ms']:.0f}", f"{r['images_s']:.1f}", f"{r['gflops']:.1f}",
                   ratio))
@@ -258,7 +272,10 @@ def parse_args(argv=None):
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--quick', action='store_true',
                       help='smoke run: SPP-net 224, batch 4, 3 steps, torch eager only')
-  parser.add_argument('--models', type=_parse_list(str), default=['sppnet', 'zfnet'])
+  parser.add_argument('--architectures', type=_parse_list(str), default=['zf5'],
+                      help='of zf5, convnet5, overfeat5, overfeat7 (the paper\'s Table 1)')
+  parser.add_argument('--models', type=_parse_list(str), default=['sppnet', 'zfnet'],
+                      help='sppnet, nospp (each network\'s fixed pool5), zfnet (ZF-5\'s)')
   parser.add_argument('--sizes', type=_parse_list(int), default=[224, 180])
   parser.add_argument('--batch', type=_parse_list(int), default=None,
                       help='train batch sizes (default: 32 on CPU, 256 on a GPU)')
@@ -350,7 +367,8 @@ def main(argv=None):
       for on in mallocs:
         rows += _run_child(child_argv, preload if on else None, conv)
     if len(mallocs) * len(convs) > 1:  # Group the runs' rows by benchmark.
-      key = lambda r: (r['model'], r['size'], r['mode'], r['batch'])
+      key = lambda r: (r['architecture'], r['model'], r['size'], r['mode'],
+                       r['batch'])
       order = {}
       for r in rows:
         order.setdefault(key(r), len(order))
@@ -376,11 +394,11 @@ def main(argv=None):
   print(f'# jax {jax.__version__} on {jax.default_backend()} '
         f'({jax.devices()[0].device_kind}), {malloc}, '
         f'XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}', file=sys.stderr)
-  for model, size, batch, mode in groups(args):
+  for architecture, model, size, batch, mode in groups(args):
     start = time.perf_counter()
-    group = run_group(model, size, batch, mode, args, malloc)
+    group = run_group(architecture, model, size, batch, mode, args, malloc)
     rows += group
-    print(f'# {model} {size} {mode} batch {batch}: '
+    print(f'# {architecture} {model} {size} {mode} batch {batch}: '
           f'{time.perf_counter() - start:.0f} s', file=sys.stderr)
     print_table(group, file=sys.stderr)
   with open(args._child, 'w') as f:

@@ -1,28 +1,40 @@
-"""The PyTorch reference of benchmarks/ is the same network as the Flax model:
-same logits from the same parameters (skipped when PyTorch is not installed; it is
-a benchmark-only dependency, requirements-bench.txt)."""
+"""The PyTorch reference of benchmarks/ is the same network as the Flax model,
+for each of the paper's four architectures with and without SPP: same logits
+from the same parameters (skipped when PyTorch is not installed; it is a
+benchmark-only dependency, requirements-bench.txt)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sppnet_jax import SPPNet, ZFNet, normalize_images
+from sppnet_jax import NoSPPNet, SPPNet, ZFNet, normalize_images
 
 torch = pytest.importorskip('torch')
 from benchmarks import torch_reference  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 
 
-@pytest.mark.parametrize('name,size', [('sppnet', 67), ('sppnet', 48), ('zfnet', 224)])
-def test_same_logits_from_the_same_parameters(name, size):
+@pytest.mark.parametrize('name,architecture,size', [
+    ('sppnet', 'zf5', 67), ('sppnet', 'zf5', 48), ('zfnet', 'zf5', 224),
+    ('sppnet', 'convnet5', 71), ('nospp', 'convnet5', 224),
+    ('sppnet', 'overfeat5', 80), ('nospp', 'overfeat5', 224),
+    ('sppnet', 'overfeat7', 83), ('nospp', 'overfeat7', 224)])
+def test_same_logits_from_the_same_parameters(name, architecture, size):
   kwargs = dict(num_classes=7, fc_dim=16, width_multiplier=0.25, initializer='he')
-  model = (SPPNet(**kwargs) if name == 'sppnet' else ZFNet(image_size=size, **kwargs))
+  if name == 'sppnet':
+    model = SPPNet(architecture=architecture, **kwargs)
+  elif name == 'zfnet':
+    model = ZFNet(image_size=size, **kwargs)
+  else:
+    model = NoSPPNet(architecture=architecture, image_size=size, **kwargs)
   images = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), np.uint8)
   params = model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)),
                       train=False)['params']
   want = model.apply({'params': params}, normalize_images(jnp.asarray(images)),
                      train=False)
-  reference = torch_reference.ZF5(name, num_classes=7, fc_dim=16, width_multiplier=0.25)
+  reference = torch_reference.PaperNet(name, num_classes=7, fc_dim=16,
+                                       width_multiplier=0.25,
+                                       architecture=architecture)
   torch_reference.load_flax_params(reference, jax.device_get(params))
   reference.eval()
   with torch.no_grad():
@@ -32,8 +44,8 @@ def test_same_logits_from_the_same_parameters(name, size):
 
 
 def test_train_and_eval_steps_run():
-  reference = torch_reference.ZF5('sppnet', num_classes=5, fc_dim=8,
-                                  width_multiplier=0.1)
+  reference = torch_reference.PaperNet('sppnet', num_classes=5, fc_dim=8,
+                                       width_multiplier=0.1)
   step = torch_reference.make_train_step(reference,
                                          torch_reference.create_optimizer(reference))
   images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
