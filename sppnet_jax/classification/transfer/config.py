@@ -15,9 +15,10 @@ from sppnet_jax.errors import ConfigError
 # embedded detection set, a class present where it has a non-difficult box)
 # and TFDS 'voc/2007' (prepared offline, as for detection). Multi-class sets,
 # scored with mean per-class accuracy over random splits: 'folder' (one
-# sub-folder of images per class).
+# sub-folder of images per class) and TFDS 'caltech101' (prepared offline,
+# transfer/prepare_caltech.py; its train and test splits read as one set).
 MULTILABEL_DATASETS = ('embedded', 'voc/2007')
-MULTICLASS_DATASETS = ('folder',)
+MULTICLASS_DATASETS = ('folder', 'caltech101')
 DATASETS = MULTILABEL_DATASETS + MULTICLASS_DATASETS
 
 
@@ -29,9 +30,10 @@ def base_config() -> ml_collections.ConfigDict:
   # Data (transfer/data.py): one of DATASETS.
   config.dataset = 'embedded'
   # The embedded detection set's folder ('' = its default, made on first use),
-  # the TFDS data_dir of voc/2007, or the root of the class folders.
+  # the TFDS data_dir of voc/2007 or caltech101, or the root of the class
+  # folders.
   config.data_dir = ''
-  config.manual_dir = ''  # TFDS manual_dir (the VOC archives)
+  config.manual_dir = ''  # TFDS manual_dir (the VOC or Caltech archives)
   # Multi-label sets: the split the SVMs train on (C is cross-validated
   # inside it) and the split they are scored on. VOC 2007: 'train+validation'
   # (trainval) and 'test'.

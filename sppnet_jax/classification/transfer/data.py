@@ -12,6 +12,10 @@
   classes sorted by name (label = index), every image in name order;
   unreadable files are given as None (skipped and counted by the feature
   extraction). Random splits are drawn afterwards (`splits.class_split`).
+* TFDS `caltech101` (`tfds_class_images`), prepared offline by the genuine
+  builder (`prepare_caltech.py`): its 'train' and 'test' splits read as one
+  set (TFDS's own split is one fixed draw, not the paper's protocol), the
+  labels TFDS's class names; an image TF cannot decode is given as None.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Iterator
 
 from sppnet_jax.classification.transfer.features import LabelledImage
 from sppnet_jax.classification.transfer.voc_ap import image_labels
-from sppnet_jax.core.data import image_files, sources
+from sppnet_jax.core.data import image_files, image_ops, sources
 from sppnet_jax.errors import DataError
 
 
@@ -77,3 +81,29 @@ def folder_images(root: str) -> Split:
       yield LabelledImage(os.path.relpath(path, root), image, int(label))
 
   return Split('all', read(), len(paths), names)
+
+
+def tfds_class_images(name: str, data_dir: str, manual_dir: str) -> Split:
+  """Every image of a prepared TFDS multi-class set's train and test splits
+  (module docstring)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.classification.transfer import prepare_caltech  # pylint: disable=g-import-not-at-top
+  builder = sources.tfds_builder(name, data_dir, manual_dir,
+                                 prepare_hint=prepare_caltech.PREPARE_HINT)
+  split = '+'.join(builder.info.splits.keys())
+  names = tuple(builder.info.features['label'].names)
+
+  def read():
+    ds = builder.as_dataset(split=split, shuffle_files=False,
+                            decoders={'image': tfds.decode.SkipDecoding()})
+    for e in ds.as_numpy_iterator():
+      try:
+        image = image_ops.decode_full(e['image']).numpy()
+      except (tf.errors.OpError, ValueError):
+        image = None
+      key = e['image/file_name'].decode()
+      yield LabelledImage(f'{names[e["label"]]}/{key}', image, int(e['label']))
+
+  return Split('all', read(), sources.tfds_num_examples(builder, split),
+               names)

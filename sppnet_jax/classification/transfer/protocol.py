@@ -31,8 +31,11 @@ def extract(config, backbone, workdir: str, layers, view: feature_lib.View
   WORKDIR/features/ when config.cache_features."""
   if config.dataset in config_lib.MULTILABEL_DATASETS:
     parts = data.multilabel_splits(config)
-  else:
+  elif config.dataset == 'folder':
     parts = (data.folder_images(config.data_dir),)
+  else:
+    parts = (data.tfds_class_images(config.dataset, config.data_dir,
+                                    config.manual_dir),)
   extractor = feature_lib.FeatureExtractor(
       backbone.model, backbone.params, layers,
       pixel_budget=int(config.batch_pixels))
@@ -82,11 +85,11 @@ def score_multiclass(images: feature_lib.SplitFeatures, layer: str,
         labels, train_per_class=int(config.splits.train_per_class),
         test_per_class=int(config.splits.test_per_class),
         seed=int(config.seed), split=split)
-    fitted, c = svms.fit_multiclass(
+    fitted, classes, c = svms.fit_multiclass(
         x[train], labels[train], grid=tuple(config.svm.c_grid),
         folds=int(config.svm.folds), tol=float(config.svm.tol),
         seed=int(config.seed) + split)
-    predicted = np.argmax(svms.scores(fitted, x[test]), axis=1)
+    predicted = svms.predict(fitted, classes, x[test])
     accuracies.append(splits.mean_class_accuracy(predicted, labels[test]))
     chosen.append(c)
   return {'accuracy': float(np.mean(accuracies)),

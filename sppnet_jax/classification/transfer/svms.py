@@ -114,16 +114,22 @@ def _one_vs_rest(x, labels, classes, c, tol, seed) -> list[LinearSvm]:
   return [train_svm(x, labels == k, c=c, tol=tol, seed=seed) for k in classes]
 
 
+def predict(svms: Sequence[LinearSvm], classes, features) -> np.ndarray:
+  """The class (of `classes`, one per SVM) of the highest score per row."""
+  return np.asarray(classes)[np.argmax(scores(svms, features), axis=1)]
+
+
 def fit_multiclass(features, labels, *, grid: Sequence[float], folds: int,
-                   tol: float, seed: int) -> tuple[list[LinearSvm], float]:
-  """One-vs-rest SVMs of the classes 0..K-1 (K = max label + 1, every one
-  present), one C for all chosen by cross-validated mean per-class accuracy;
-  returns (SVMs, C)."""
+                   tol: float, seed: int
+                   ) -> tuple[list[LinearSvm], np.ndarray, float]:
+  """One-vs-rest SVMs of the classes present in `labels`, one C for all
+  chosen by cross-validated mean per-class accuracy; returns (SVMs, their
+  classes, C). A fold whose training part lacks a class is not scored."""
   x = np.asarray(features, np.float32)
   labels = np.asarray(labels, np.int64).reshape(-1)
-  classes = np.arange(labels.max() + 1)
-  if len(np.unique(labels)) != len(classes):
-    raise DataError('every class needs training images')
+  classes = np.unique(labels)
+  if len(classes) < 2:
+    raise DataError('one-vs-rest SVMs need at least two classes')
   fold = folds_of(len(x), folds, seed)
   means = []
   for c in grid:
@@ -133,8 +139,8 @@ def fit_multiclass(features, labels, *, grid: Sequence[float], folds: int,
       if len(np.unique(labels[train])) != len(classes):
         continue
       svms = _one_vs_rest(x[train], labels[train], classes, c, tol, seed)
-      predicted = np.argmax(scores(svms, x[held]), axis=1)
-      accuracies.append(splits.mean_class_accuracy(predicted, labels[held]))
+      accuracies.append(splits.mean_class_accuracy(
+          predict(svms, classes, x[held]), labels[held]))
     means.append(np.mean(accuracies) if accuracies else np.nan)
   best = _best(grid, means)
-  return _one_vs_rest(x, labels, classes, best, tol, seed), best
+  return _one_vs_rest(x, labels, classes, best, tol, seed), classes, best
