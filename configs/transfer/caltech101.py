@@ -3,11 +3,14 @@ SPP-net's features, no fine-tuning, one-vs-rest linear SVMs, 30 training and
 up to 50 test images per class, mean per-class accuracy over 10 random splits
 (reported as mean +- std).
 
-The data is the official archive extracted as image folders
-(101_ObjectCategories/<class>/*.jpg: 102 folders with BACKGROUND_Google, the
-102 categories the paper counts): --config.data_dir=.../101_ObjectCategories.
-Set --config.backbone to the ImageNet workdir. The paper's best for ZF-5 is
-the SPP layer's 6 x 6 level of the full image at short side 224.
+The data is TFDS caltech101, prepared offline from the official archive
+(python -m sppnet_jax.classification.transfer.prepare_caltech, README
+"Transfer"); its train and test splits are read as one set of 102 classes
+(with background_google, as the paper counts them) and split here. The
+archive's folders work too: --config.dataset=folder
+--config.data_dir=.../101_ObjectCategories. Set --config.backbone to the
+ImageNet workdir. The paper's best for ZF-5 is the SPP layer's 6 x 6 level
+of the full image at short side 224.
 """
 
 from sppnet_jax.classification.transfer.config import base_config
@@ -15,8 +18,8 @@ from sppnet_jax.classification.transfer.config import base_config
 
 def get_config():
   config = base_config()
-  config.dataset = 'folder'
-  config.data_dir = ''  # --config.data_dir=.../101_ObjectCategories
+  config.dataset = 'caltech101'
+  config.data_dir = ''  # the TFDS data_dir ('' = ~/tensorflow_datasets)
   config.backbone = ''  # --config.backbone=IMAGENET_WORKDIR
   config.layer = 'spp6'
   config.view = 'full'
