@@ -136,8 +136,9 @@ def _parse_flags(argv):
 try:  # The recipe is loaded, and top-level --config.* names checked, here.
   config_flags.DEFINE_config_file(
       'config', _DEFAULT_RECIPE,
-      'Recipe file: configs/classification/*.py (configs/NAME.py for short) or '
-      'configs/detection/*.py; fields can be overridden with '
+      'Recipe file: configs/classification/*.py (configs/NAME.py for short), '
+      'configs/detection/*.py or configs/transfer/*.py; fields can be '
+      'overridden with '
       '--config.NAME=VALUE.', lock_config=True)
 except (AttributeError, KeyError) as error:
   _exit_unknown_field(error)
