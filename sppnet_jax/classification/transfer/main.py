@@ -4,7 +4,9 @@ class, the scores (the paper's sections 3.2-3.3).
 `run(config, workdir)` checks the config, restores the backbone (training it
 first when the recipe allows it and there is none), extracts the features,
 fits and scores the SVMs, prints a table and writes WORKDIR/transfer/
-results.json and TensorBoard scalars in WORKDIR/transfer/.
+results.json and TensorBoard scalars in WORKDIR/transfer/. It runs in one
+process, on one device (the features' batches are small; the SVMs run on the
+host).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from absl import logging
 from sppnet_jax.classification.transfer import config as config_lib
 from sppnet_jax.classification.transfer import protocol
 from sppnet_jax.core import metric_output
+from sppnet_jax.errors import ConfigError
 
 
 def _percent(value) -> str:
@@ -54,6 +57,10 @@ def _json_ready(value):
 def run(config, workdir: str) -> dict:
   """The whole transfer run (module docstring); returns the results."""
   config_lib.validate_config(config)
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_count() > 1:
+    raise ConfigError('--mode=transfer runs in one process: start it without '
+                      '--num_processes / a multi-process launcher.')
   from sppnet_jax.detection.backbone import backbone_at  # pylint: disable=g-import-not-at-top
   start = time.time()
   backbone = backbone_at(config.backbone, train=bool(config.train_backbone),
