@@ -6,13 +6,13 @@ usage: python main.py --workdir=DIR [--config=RECIPE] [--mode=MODE]
 --mode (default train):
   train      train in DIR (a second run resumes); detection: every stage, then
              the test split's score
-  eval       score DIR's best checkpoint (classification: the validation split;
-             detection: the test split)
+  eval       score DIR's best checkpoint (validation split; detection: test)
   predict    classification: the top-5 classes of image files and folders
   detect     detection: boxes in image files and folders (JSON lines on
              stdout, drawings in DIR/detect/)
   export     classification: the checkpoint as jax.export files in DIR/export/
   proposals  detection: only the region proposals of the train and eval splits
+  transfer   SVMs on a backbone's features: configs/transfer/*.py (README)
 
 --config (default configs/tiny.py; configs/NAME.py: configs/classification/):
   configs/tiny.py             SPP-net on a generated 10-class set, CPU minutes
@@ -54,7 +54,8 @@ from sppnet_jax import cli, errors, runtime
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _DEFAULT_RECIPE = os.path.join(_HERE, 'configs', 'classification', 'tiny.py')
 _FIELDS_DOC = {'classification': 'sppnet_jax/classification/config.py',
-               'detection': 'sppnet_jax/detection/config.py'}
+               'detection': 'sppnet_jax/detection/config.py',
+               'transfer': 'sppnet_jax/classification/transfer/config.py'}
 FLAGS = flags.FLAGS
 
 
@@ -135,8 +136,9 @@ def _parse_flags(argv):
 try:  # The recipe is loaded, and top-level --config.* names checked, here.
   config_flags.DEFINE_config_file(
       'config', _DEFAULT_RECIPE,
-      'Recipe file: configs/classification/*.py (configs/NAME.py for short) or '
-      'configs/detection/*.py; fields can be overridden with '
+      'Recipe file: configs/classification/*.py (configs/NAME.py for short), '
+      'configs/detection/*.py or configs/transfer/*.py; fields can be '
+      'overridden with '
       '--config.NAME=VALUE.', lock_config=True)
 except (AttributeError, KeyError) as error:
   _exit_unknown_field(error)
@@ -144,7 +146,7 @@ except (AttributeError, KeyError) as error:
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints and TensorBoard logs '
                     '(required).')
 flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'export', 'predict',
-                                    'proposals', 'detect'],
+                                    'proposals', 'detect', 'transfer'],
                   'train: train (resuming from the workdir); eval: score the best '
                   'checkpoint of the workdir (or --config.eval.checkpoint_step / '
                   '_path) on the validation split; metrics also go to WORKDIR/eval/; '
@@ -156,7 +158,8 @@ flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'export', 'predict',
                   'the image files and folders given as arguments (JSON lines, '
                   'and PNGs drawn in WORKDIR/detect/). With a detection recipe, '
                   'train runs every stage (each resuming) and eval scores the '
-                  'test split.')
+                  'test split. transfer (transfer recipes): SVMs on the '
+                  'backbone\'s features, scored on the test split.')
 flags.DEFINE_list('images', [], 'With --mode=predict or detect: image files or '
                   'folders, '
                   'comma-separated (plain arguments work too).')
@@ -178,7 +181,17 @@ def main(argv):
                      num_processes=FLAGS.num_processes,
                      process_id=FLAGS.process_id)
   try:
-    if FLAGS.config.get('task') == 'detection':
+    task = FLAGS.config.get('task')
+    if (task == 'transfer') != (FLAGS.mode == 'transfer'):
+      raise errors.ConfigError(
+          'a transfer recipe (configs/transfer/*.py) runs with '
+          '--mode=transfer, and only it does.')
+    if task == 'transfer':
+      from sppnet_jax.classification.transfer import main as transfer  # pylint: disable=g-import-not-at-top
+      runtime.start_jax()
+      transfer.run(FLAGS.config, FLAGS.workdir)
+      sys.exit(0)
+    if task == 'detection':
       from sppnet_jax.detection import main as detection  # pylint: disable=g-import-not-at-top
       sys.exit(detection.run(FLAGS.mode, FLAGS.config, FLAGS.workdir,
                              images=list(FLAGS.images) + arguments,

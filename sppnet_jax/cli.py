@@ -141,5 +141,5 @@ def recipe_error(path: str, error: Exception) -> str:
     why = str(error).strip().splitlines()[-1].strip()
     why = why.split('failure to load: ', 1)[-1]
   return (f'cannot load the recipe --config={path}: {why}; the recipes are '
-          'configs/classification/*.py (configs/NAME.py for short) and '
-          'configs/detection/*.py.')
+          'configs/classification/*.py (configs/NAME.py for short), '
+          'configs/detection/*.py and configs/transfer/*.py.')

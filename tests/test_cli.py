@@ -97,8 +97,8 @@ def test_test_configs_are_locked():
 # backend started (or after data was read: --config.data_dir names no folder)
 # ends in a traceback instead, and fails here.
 DETECTION_RECIPE = 'tests/detection/small_recipe.py'
-_RECIPES = ('configs/classification/*.py (configs/NAME.py for short) and '
-            'configs/detection/*.py.')
+_RECIPES = ('configs/classification/*.py (configs/NAME.py for short), '
+            'configs/detection/*.py and configs/transfer/*.py.')
 MISTAKES = {
     'unknown recipe': (
         ['--workdir={w}'], 'configs/nope.py',
@@ -115,7 +115,7 @@ MISTAKES = {
     'unknown mode': (
         ['--workdir={w}', '--mode=evaluate'], SMALL_RECIPE,
         'error: --mode=evaluate is not one of train, eval, export, predict, '
-        'proposals, detect: did you mean --mode=eval?'),
+        'proposals, detect, transfer: did you mean --mode=eval?'),
     'unknown flag': (
         ['--workdir={w}', '--work_dir=x'], SMALL_RECIPE,
         "error: Unknown command line flag 'work_dir'. Did you mean: workdir ?"),

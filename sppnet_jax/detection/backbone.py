@@ -3,9 +3,9 @@ its conv1-conv5 compute the shared feature maps (frozen: the paper does not
 fine-tune them), its fc6/fc7 start the fine-tuned layers, and a new fc8 scores
 the detection classes plus background.
 
-`ensure_backbone(config)` is `load_backbone` of the recipe's backbone, which it
-first trains with the recipe's classification recipe when that is allowed and
-there is none. `load_backbone(path)` restores the best checkpoint of a classification workdir
+`ensure_backbone(config)` is `load_backbone` of the recipe's backbone
+(`backbone_at`, shared with transfer runs), which it first trains with the
+recipe's classification recipe when that is allowed and there is none. `load_backbone(path)` restores the best checkpoint of a classification workdir
 (or the step folder `path` names) with the config it was trained with, read
 from the checkpoint itself. Only an SPP-net fits: ZFNet's fc6 takes a fixed
 6 x 6 pool5, not the pyramid of a region: a one-line CheckpointError. The
@@ -93,17 +93,26 @@ def ensure_backbone(config) -> Backbone:
   if not path:
     raise ConfigError('detection needs a classification SPP-net: set '
                       '--config.detection.backbone to its workdir.')
+  return backbone_at(path, train=config.detection.train_backbone,
+                     recipe=config.detection.backbone_recipe,
+                     field='config.detection.backbone_recipe')
+
+
+def backbone_at(path: str, *, train: bool, recipe: str,
+                field: str = 'backbone_recipe') -> Backbone:
+  """`load_backbone(path)`; when there is no checkpoint at `path` and
+  `train`, the classification recipe file `recipe` (named `field` in the
+  config) is trained in `path` first."""
   try:
     return load_backbone(path)
   except CheckpointNotFoundError:
-    if not config.detection.train_backbone:
+    if not train:
       raise
-  recipe = config.detection.backbone_recipe
   logging.info('No backbone at %s: training it first with %s.', path, recipe)
   if not os.path.isfile(recipe):
-    raise ConfigError(f'config.detection.backbone_recipe={recipe!r} is not a '
+    raise ConfigError(f'{field}={recipe!r} is not a '
                       'file: run from the repository root or give its path.')
-  from sppnet_jax.classification import train  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.classification import train as train_lib  # pylint: disable=g-import-not-at-top
   classification = runpy.run_path(recipe)['get_config']()
-  train.train_and_evaluate(classification, path)
+  train_lib.train_and_evaluate(classification, path)
   return load_backbone(path)

@@ -362,17 +362,21 @@ def _sha256(path: str) -> tuple[int, str]:
 
 
 @contextlib.contextmanager
-def fake_archive_checksums(manual_dir: str) -> Iterator[None]:
-  """Within: TFDS's Voc builder expects the archives now in `manual_dir`
-  (their size and sha256) at the URLs registered for the official files;
-  every other registered entry is kept. Restored on exit."""
+def fake_archive_checksums(manual_dir: str, builder: str = 'voc',
+                           names: tuple[str, ...] = (TRAINVAL_ARCHIVE,
+                                                     TEST_ARCHIVE)
+                           ) -> Iterator[None]:
+  """Within: TFDS's `builder` class (the Voc builder by default) expects the
+  archives `names` now in `manual_dir` (their size and sha256) at the URLs
+  registered for the official files; every other registered entry is kept.
+  Restored on exit."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  voc_cls = tfds.builder_cls('voc')
-  registered = voc_cls.url_infos
-  names = (TRAINVAL_ARCHIVE, TEST_ARCHIVE)
+  builder_cls = tfds.builder_cls(builder)
+  registered = builder_cls.url_infos
   missing = set(names) - {info.filename for info in registered.values()}
   if missing:
-    raise AssertionError(f'TFDS no longer registers {sorted(missing)} for voc')
+    raise AssertionError(f'TFDS no longer registers {sorted(missing)} for '
+                         f'{builder}')
   fake = dict(registered)
   for url, info in registered.items():
     if info.filename in names:
@@ -380,15 +384,15 @@ def fake_archive_checksums(manual_dir: str) -> Iterator[None]:
       fake[url] = tfds.download.checksums.UrlInfo(
           size=size, checksum=checksum, filename=info.filename)
   sentinel = object()
-  own = voc_cls.__dict__.get('url_infos', sentinel)
-  voc_cls.url_infos = fake
+  own = builder_cls.__dict__.get('url_infos', sentinel)
+  builder_cls.url_infos = fake
   try:
     yield
   finally:
     if own is sentinel:
-      del voc_cls.url_infos
+      del builder_cls.url_infos
     else:
-      voc_cls.url_infos = own
+      builder_cls.url_infos = own
 
 
 def prepare_voc2007(data_dir: str, manual_dir: str):

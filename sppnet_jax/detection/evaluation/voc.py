@@ -32,6 +32,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from sppnet_jax.core.average_precision import average_precision
 from sppnet_jax.detection import boxes as box_lib
 
 
@@ -75,24 +76,6 @@ def precision_recall(detections: Sequence[Sequence[Any]],
     recall = tp / num_positives if num_positives else np.full(len(tp), np.nan)
     precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
   return precision, recall, num_positives
-
-
-def average_precision(precision: np.ndarray, recall: np.ndarray,
-                      use_07_metric: bool = True) -> float:
-  """11-point interpolated AP (VOC2007), or the area under the interpolated
-  curve (VOC2010+)."""
-  if use_07_metric:
-    points = []
-    for t in np.arange(0.0, 1.1, 0.1):
-      above = precision[recall >= t]
-      points.append(above.max() if above.size else 0.0)
-    return float(np.mean(points))
-  mrec = np.concatenate([[0.0], recall, [1.0]])
-  mpre = np.concatenate([[0.0], precision, [0.0]])
-  for i in range(len(mpre) - 2, -1, -1):
-    mpre[i] = max(mpre[i], mpre[i + 1])
-  steps = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1
-  return float(np.sum((mrec[steps] - mrec[steps - 1]) * mpre[steps]))
 
 
 def voc_ap(detections: Sequence[Sequence[Any]], ground_truth: Mapping[Any, tuple],
