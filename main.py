@@ -55,7 +55,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 _DEFAULT_RECIPE = os.path.join(_HERE, 'configs', 'classification', 'tiny.py')
 _FIELDS_DOC = {'classification': 'sppnet_jax/classification/config.py',
                'detection': 'sppnet_jax/detection/config.py',
-               'transfer': 'sppnet_jax/classification/transfer/config.py'}
+               'transfer': 'sppnet_jax/transfer/config.py'}
 FLAGS = flags.FLAGS
 
 
@@ -187,7 +187,7 @@ def main(argv):
           'a transfer recipe (configs/transfer/*.py) runs with '
           '--mode=transfer, and only it does.')
     if task == 'transfer':
-      from sppnet_jax.classification.transfer import main as transfer  # pylint: disable=g-import-not-at-top
+      from sppnet_jax.transfer import main as transfer  # pylint: disable=g-import-not-at-top
       runtime.start_jax()
       transfer.run(FLAGS.config, FLAGS.workdir)
       sys.exit(0)

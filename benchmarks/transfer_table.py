@@ -19,9 +19,9 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from sppnet_jax import runtime
-from sppnet_jax.classification.transfer import config as config_lib
-from sppnet_jax.classification.transfer import features as feature_lib
-from sppnet_jax.classification.transfer import protocol
+from sppnet_jax.transfer import config as config_lib
+from sppnet_jax.transfer import features as feature_lib
+from sppnet_jax.transfer import protocol
 
 config_flags.DEFINE_config_file('config', 'configs/transfer/tiny_voc.py',
                                 'A multi-label transfer recipe.',

@@ -4,7 +4,7 @@ up to 50 test images per class, mean per-class accuracy over 10 random splits
 (reported as mean +- std).
 
 The data is TFDS caltech101, prepared offline from the official archive
-(python -m sppnet_jax.classification.transfer.prepare_caltech, README
+(python -m sppnet_jax.transfer.prepare_caltech, README
 "Transfer"); its train and test splits are read as one set of 102 classes
 (with background_google, as the paper counts them) and split here. The
 archive's folders work too: --config.dataset=folder
@@ -13,7 +13,7 @@ ImageNet workdir. The paper's best for ZF-5 is the SPP layer's 6 x 6 level
 of the full image at short side 224.
 """
 
-from sppnet_jax.classification.transfer.config import base_config
+from sppnet_jax.transfer.config import base_config
 
 
 def get_config():

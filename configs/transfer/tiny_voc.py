@@ -11,7 +11,7 @@ Features: the SPP layer's 6 x 6 level of the whole image with its short side
 at 112 (the paper's 224 halved, as the backbone's input).
 """
 
-from sppnet_jax.classification.transfer.config import base_config
+from sppnet_jax.transfer.config import base_config
 
 
 def get_config():

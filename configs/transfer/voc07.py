@@ -10,7 +10,7 @@ validation there); spp6 and fc6, the crop (--config.view=center
 prepared offline (README, "Detection": prepare_voc).
 """
 
-from sppnet_jax.classification.transfer.config import base_config
+from sppnet_jax.transfer.config import base_config
 
 
 def get_config():

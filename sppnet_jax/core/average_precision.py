@@ -1,6 +1,6 @@
 """PASCAL VOC's average precision of a precision/recall curve, shared by the
 detection AP (`VOCevaldet`, detection/evaluation/voc.py) and the
-classification AP (`VOCevalcls`, classification/transfer/voc_ap.py): both
+classification AP (`VOCevalcls`, transfer/voc_ap.py): both
 devkit functions end with the same code."""
 
 import numpy as np

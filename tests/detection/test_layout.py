@@ -78,3 +78,21 @@ def test_no_library_module_is_too_long():
           for n in [len(open(p, encoding='utf-8').readlines())]
           if n > MAX_LINES]
   assert not long, '\n'.join(long)
+
+
+# The package's layers, bottom to top: a module may import only its own
+# layer and those below it (detection loads a classification backbone; the
+# transfer task stands on both).
+LAYERS = {'core': 0, 'classification': 1, 'detection': 2, 'transfer': 3}
+
+
+def test_the_tasks_stand_on_the_core_and_transfer_on_both():
+  wrong = []
+  for layer, rank in LAYERS.items():
+    for path in _modules(os.path.join(PACKAGE, layer)):
+      for module in _imports(path):
+        parts = module.split('.')
+        other = parts[1] if parts[0] == 'sppnet_jax' and len(parts) > 1 else ''
+        if other in LAYERS and LAYERS[other] > rank:
+          wrong.append(f'{path} ({layer}) imports {module} ({other})')
+  assert not wrong, '\n'.join(wrong)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sppnet_jax.classification.transfer import splits
+from sppnet_jax.transfer import splits
 from sppnet_jax.errors import DataError
 
 

@@ -1,6 +1,6 @@
 """Prepares TFDS caltech101 from the official archive, with no network:
 
-  python -m sppnet_jax.classification.transfer.prepare_caltech \
+  python -m sppnet_jax.transfer.prepare_caltech \
       --data_dir=D --manual_dir=M
 
 with caltech-101.zip (https://doi.org/10.22002/D1.20086) in M under this
@@ -22,7 +22,7 @@ NAME = 'caltech101'
 ARCHIVE = 'caltech-101.zip'
 PREPARE_HINT = (
     f'put {ARCHIVE} (the official archive) in {{manual_dir}} and run: python '
-    '-m sppnet_jax.classification.transfer.prepare_caltech '
+    '-m sppnet_jax.transfer.prepare_caltech '
     '--data_dir={data_dir} --manual_dir={manual_dir} (or point '
     '--config.data_dir at a prepared TFDS folder).')
 

@@ -4,7 +4,7 @@ of a class's training, classes that are not 0..K-1, the choice of C."""
 import numpy as np
 import pytest
 
-from sppnet_jax.classification.transfer import svms
+from sppnet_jax.transfer import svms
 
 
 def test_l2_normalise():

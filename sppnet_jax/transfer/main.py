@@ -17,8 +17,8 @@ import time
 
 from absl import logging
 
-from sppnet_jax.classification.transfer import config as config_lib
-from sppnet_jax.classification.transfer import protocol
+from sppnet_jax.transfer import config as config_lib
+from sppnet_jax.transfer import protocol
 from sppnet_jax.core import metric_output
 from sppnet_jax.errors import ConfigError
 

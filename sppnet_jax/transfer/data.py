@@ -24,8 +24,8 @@ import dataclasses
 import os
 from typing import Iterator
 
-from sppnet_jax.classification.transfer.features import LabelledImage
-from sppnet_jax.classification.transfer.voc_ap import image_labels
+from sppnet_jax.transfer.features import LabelledImage
+from sppnet_jax.transfer.voc_ap import image_labels
 from sppnet_jax.core.data import image_files, image_ops, sources
 from sppnet_jax.errors import DataError
 
@@ -88,7 +88,7 @@ def tfds_class_images(name: str, data_dir: str, manual_dir: str) -> Split:
   (module docstring)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from sppnet_jax.classification.transfer import prepare_caltech  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.transfer import prepare_caltech  # pylint: disable=g-import-not-at-top
   builder = sources.tfds_builder(name, data_dir, manual_dir,
                                  prepare_hint=prepare_caltech.PREPARE_HINT)
   split = '+'.join(builder.info.splits.keys())

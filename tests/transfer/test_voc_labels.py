@@ -5,7 +5,7 @@ fixture writes (1 / 0 difficult only / -1)."""
 
 import ml_collections
 
-from sppnet_jax.classification.transfer import data
+from sppnet_jax.transfer import data
 from tests.detection import voc_fixture
 
 

@@ -8,7 +8,7 @@ others.
 
 import ml_collections
 
-from sppnet_jax.classification.transfer.features import LAYERS, VIEWS
+from sppnet_jax.transfer.features import LAYERS, VIEWS
 from sppnet_jax.errors import ConfigError
 
 # Multi-label sets, scored with VOC classification AP: 'embedded' (the

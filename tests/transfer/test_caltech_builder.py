@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 import tensorflow_datasets as tfds
 
-from sppnet_jax.classification.transfer import config as config_lib
-from sppnet_jax.classification.transfer import data, prepare_caltech
-from sppnet_jax.classification.transfer import main as transfer_main
+from sppnet_jax.transfer import config as config_lib
+from sppnet_jax.transfer import data, prepare_caltech
+from sppnet_jax.transfer import main as transfer_main
 from tests.detection import voc_fixture
 
 CLASSES = {'accordion': 33, 'airplanes': 31, 'BACKGROUND_Google': 32}

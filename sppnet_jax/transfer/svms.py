@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from sppnet_jax.classification.transfer import splits, voc_ap
+from sppnet_jax.transfer import splits, voc_ap
 from sppnet_jax.detection.training.svm import LinearSvm, solve_svm_liblinear
 from sppnet_jax.errors import DataError
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sppnet_jax.classification.transfer import config as config_lib
-from sppnet_jax.classification.transfer import main as transfer_main
+from sppnet_jax.transfer import config as config_lib
+from sppnet_jax.transfer import main as transfer_main
 from sppnet_jax.errors import ConfigError
 from tests.helpers import run_main
 

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from sppnet_jax.classification import eval_views
-from sppnet_jax.classification.transfer import features as feature_lib
+from sppnet_jax.transfer import features as feature_lib
 from sppnet_jax.core.spp import spatial_pyramid_pool
 from sppnet_jax.core.zf5 import normalize_images
 from sppnet_jax.detection.backbone import load_backbone

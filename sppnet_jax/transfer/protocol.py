@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from sppnet_jax.classification.transfer import (config as config_lib, data,
+from sppnet_jax.transfer import (config as config_lib, data,
                                                 features as feature_lib,
                                                 splits, svms, voc_ap)
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from sppnet_jax.classification.transfer import voc_ap
+from sppnet_jax.transfer import voc_ap
 from sppnet_jax.errors import DataError
 
 
