@@ -76,3 +76,10 @@ def tree_bytes(root: str) -> dict:
       with open(path, 'rb') as f:
         out[os.path.relpath(path, root)] = f.read()
   return out
+
+
+# MATLAB's 0:0.1:1 (the VOC devkit's recall thresholds), value for value: its
+# colon operator counts the upper half down from 1, so 0.6 and 0.7 are the
+# literals, and 0.3 is 3 * 0.1.
+MATLAB_0_TO_1 = (0.0, 0.1, 0.2, 0.30000000000000004, 0.4, 0.5, 0.6, 0.7, 0.8,
+                 0.9, 1.0)

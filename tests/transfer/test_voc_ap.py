@@ -8,6 +8,7 @@ import pytest
 
 from sppnet_jax.transfer import voc_ap
 from sppnet_jax.errors import DataError
+from tests.helpers import MATLAB_0_TO_1
 
 
 def devkit_loop(scores, gt):
@@ -23,7 +24,7 @@ def devkit_loop(scores, gt):
     rec.append(tp / npos)
     prec.append(tp / (tp + fp) if tp + fp else math.nan)
   ap = 0.0
-  for t in [k * 0.1 for k in range(11)]:  # as np.arange(0, 1.1, 0.1)
+  for t in MATLAB_0_TO_1:
     values = [p for p, r in zip(prec, rec) if r >= t and not math.isnan(p)]
     ap += (max(values) if values else 0.0) / 11
   return ap

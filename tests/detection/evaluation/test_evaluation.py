@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from sppnet_jax.detection.evaluation import coco_ap, voc_ap, voc_map
+from tests.helpers import MATLAB_0_TO_1
 
 GT_A = {'a': (np.array([[1, 1, 10, 10], [21, 21, 30, 30]]), np.array([False, False]))}
 
@@ -117,10 +118,10 @@ def _reference_ap(dets, gt, threshold, use_07):
   prec = [t / (t + f) if t + f else 0.0 for t, f in zip(ctp, cfp)]
   if use_07:
     total = 0.0
-    for k in range(11):
-      p = [pr for pr, r in zip(prec, rec) if r >= k * 0.1]  # as 0:0.1:1 makes t
-      total += max(p) if p else 0.0
-    return total / 11
+    for t in MATLAB_0_TO_1:
+      p = [pr for pr, r in zip(prec, rec) if r >= t]
+      total += (max(p) if p else 0.0) / 11
+    return total
   mrec, mpre = [0.0] + rec + [1.0], [0.0] + prec + [0.0]
   for i in range(len(mpre) - 2, -1, -1):
     mpre[i] = max(mpre[i], mpre[i + 1])
