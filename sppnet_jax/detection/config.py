@@ -222,11 +222,25 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.proposals.num_workers < -1:
     raise ConfigError('config.proposals.num_workers must be -1 (one per core), '
                       '0 (in the main process) or a count.')
-  from sppnet_jax.detection.inference.export import parse_sizes  # pylint: disable=g-import-not-at-top
   parse_sizes(config.export.image_sizes)
   if config.export.max_proposals < 0:
     raise ConfigError('config.export.max_proposals must be 0 (proposals.'
                       'max_boxes) or a count.')
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+  """config.export.image_sizes, '375x500,500x375' -> [(375, 500), (500,
+  375)] (height x width), or a one-line ConfigError."""
+  sizes = []
+  for part in str(text).split(','):
+    height, _, width = part.strip().partition('x')
+    if not (height.isdigit() and width.isdigit() and int(height) > 0
+            and int(width) > 0):
+      raise ConfigError(f'config.export.image_sizes={text!r}: give positive '
+                        'HEIGHTxWIDTH sizes separated by commas, e.g. '
+                        "'375x500,500x375'.")
+    sizes.append((int(height), int(width)))
+  return sizes
 
 
 def proposal_dir(config, workdir: str, split: str) -> str:

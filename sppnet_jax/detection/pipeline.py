@@ -35,7 +35,7 @@ from sppnet_jax.core.parallel import sync_processes
 from sppnet_jax.detection.backbone import (Backbone, detector_model,
                                            ensure_backbone, load_backbone)
 from sppnet_jax.detection.config import (base_config, feature_dir,
-                                         proposal_dir, splits_of)
+                                         parse_sizes, proposal_dir, splits_of)
 from sppnet_jax.detection.data import sources
 from sppnet_jax.detection.evaluation import report, scoring
 from sppnet_jax.detection.features.cache import (Conv5Store, LruImageCache,
@@ -353,7 +353,7 @@ def export(config, workdir: str) -> str:
   line to print."""
   image_detector = load_image_detector(workdir, config)
   buckets = detector_export.buckets_of(
-      detector_export.parse_sizes(config.export.image_sizes),
+      parse_sizes(config.export.image_sizes),
       image_detector.conv5)
   max_proposals = config.export.max_proposals or config.proposals.max_boxes
   path = detector_export.export_detector(

@@ -24,7 +24,8 @@ box regression.
 A bucket is an image size H x W: it takes every image of height <= H and
 width <= W whose resized sizes at the recipe's scales (`full_image_size`:
 short side at the scale, sides rounded to size_step) are those of H x W,
-the conv5 shapes being static in the graph; the manifest lists them.
+the conv5 shapes being static in the graph; the manifest lists them
+(config.export.image_sizes, `config.parse_sizes`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from sppnet_jax.core.zf5 import MEAN_RGB, STDDEV_RGB
 from sppnet_jax.detection import boxes as box_lib
 from sppnet_jax.detection.features import resize
 from sppnet_jax.detection.features.conv5 import MultiScaleConv5, ScaledMap
-from sppnet_jax.errors import ConfigError
 
 MANIFEST = 'export.json'
 PLATFORMS = ('cpu', 'cuda')
@@ -61,21 +61,6 @@ class Bucket:
   @property
   def name(self) -> str:
     return f'{self.height}x{self.width}'
-
-
-def parse_sizes(text: str) -> list[tuple[int, int]]:
-  """'375x500,500x375' -> [(375, 500), (500, 375)] (height x width), or a
-  one-line ConfigError."""
-  sizes = []
-  for part in str(text).split(','):
-    height, _, width = part.strip().partition('x')
-    if not (height.isdigit() and width.isdigit() and int(height) > 0
-            and int(width) > 0):
-      raise ConfigError(f'config.export.image_sizes={text!r}: give positive '
-                        'HEIGHTxWIDTH sizes separated by commas, e.g. '
-                        "'375x500,500x375'.")
-    sizes.append((int(height), int(width)))
-  return sizes
 
 
 def buckets_of(sizes: Sequence[tuple[int, int]],

@@ -17,8 +17,10 @@ import pytest
 import sppnet_jax
 from sppnet_jax.core.data import image_files, image_ops
 from sppnet_jax.detection import boxes as box_lib
+from sppnet_jax.detection.config import base_config, parse_sizes, validate_config
 from sppnet_jax.detection.inference import exported
 from sppnet_jax.detection.proposals.selective_search import selective_search
+from sppnet_jax.errors import ConfigError
 from tests.helpers import ROOT, run_main
 
 RECIPE = 'tests/detection/small_recipe.py'
@@ -126,3 +128,14 @@ def test_the_readmes_export_snippet_runs(export_run, detection_setup):
   with contextlib.redirect_stdout(out):
     exec(compile(script, 'README.md (Exporting the detector)', 'exec'), {})  # pylint: disable=exec-used
   assert "'" in out.getvalue().splitlines()[-1]  # the class name printed
+
+
+def test_export_sizes_are_checked_with_the_config():
+  config = base_config()
+  assert parse_sizes(config.export.image_sizes)[:2] == [(375, 500), (500, 375)]
+  assert parse_sizes(' 12x34 ,5x6') == [(12, 34), (5, 6)]
+  for bad in ('375*500', '0x5', '12x', 'axb,1x1'):
+    config.export.image_sizes = bad
+    with pytest.raises(ConfigError, match='^config.export.image_sizes=.*'
+                       'HEIGHTxWIDTH[^\n]*$'):
+      validate_config(config)
