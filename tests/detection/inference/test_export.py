@@ -6,6 +6,7 @@ padded into a bucket or not; the manifest, the bucket rule and the
 one-line errors; the README's snippet."""
 
 import contextlib
+import dataclasses
 import io
 import os
 import re
@@ -15,10 +16,12 @@ import numpy as np
 import pytest
 
 import sppnet_jax
+from sppnet_jax.core import projection
 from sppnet_jax.core.data import image_files, image_ops
 from sppnet_jax.detection import boxes as box_lib
 from sppnet_jax.detection.config import base_config, parse_sizes, validate_config
-from sppnet_jax.detection.inference import exported
+from sppnet_jax.detection.features.conv5 import MultiScaleConv5
+from sppnet_jax.detection.inference import export, exported
 from sppnet_jax.detection.proposals.selective_search import selective_search
 from sppnet_jax.errors import ConfigError
 from tests.helpers import ROOT, run_main
@@ -139,3 +142,33 @@ def test_export_sizes_are_checked_with_the_config():
     with pytest.raises(ConfigError, match='^config.export.image_sizes=.*'
                        'HEIGHTxWIDTH[^\n]*$'):
       validate_config(config)
+
+
+def test_a_two_scale_export_equals_detect(export_run, tmp_path):
+  """The trained head on conv5 at two scales (boxes split between them by
+  the scale rule), exported in this process: still detect's detections."""
+  workdir, images, _ = export_run
+  live = sppnet_jax.load_detector(workdir)
+  scales = (96, 160)
+  conv5 = MultiScaleConv5(live.conv5.model, live.conv5.params, scales,
+                          live.conv5.step)
+  pooling = dataclasses.replace(live.detector.pooling, scales=scales)
+  live = dataclasses.replace(
+      live, conv5=conv5,
+      detector=dataclasses.replace(live.detector, pooling=pooling))
+  image = images[3]
+  export.export_detector(live, export.buckets_of([image.shape[:2]], conv5),
+                         60, str(tmp_path), platforms=('cpu',))
+  proposals = _proposals(live, image)[:60]
+  choice = projection.choose_scales(box_lib.from_xyxy(proposals),
+                                    *image.shape[:2], scales, 'paper',
+                                    pooling.input_size, pooling.architecture)
+  assert len(set(choice.tolist())) == 2
+  want = live.detect(image, proposals, score_threshold=MIN_SCORE)
+  got = exported.load(str(tmp_path)).detect(image, proposals,
+                                            score_threshold=MIN_SCORE)
+  assert len(want['labels']) >= 10
+  np.testing.assert_array_equal(got['labels'], want['labels'])
+  np.testing.assert_allclose(got['boxes'], want['boxes'], atol=1e-4, rtol=0)
+  np.testing.assert_allclose(got['scores'], want['scores'], rtol=1e-5,
+                             atol=1e-6)
