@@ -10,7 +10,7 @@ usage: python main.py --workdir=DIR [--config=RECIPE] [--mode=MODE]
   predict    classification: the top-5 classes of image files and folders
   detect     detection: boxes in image files and folders (JSON lines on
              stdout, drawings in DIR/detect/)
-  export     classification: the checkpoint as jax.export files in DIR/export/
+  export     the checkpoint (detection: the detector) as jax.export in DIR/export/
   proposals  detection: only the region proposals of the train and eval splits
   transfer   SVMs on a backbone's features: configs/transfer/*.py (README)
 
@@ -150,8 +150,9 @@ flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'export', 'predict',
                   'train: train (resuming from the workdir); eval: score the best '
                   'checkpoint of the workdir (or --config.eval.checkpoint_step / '
                   '_path) on the validation split; metrics also go to WORKDIR/eval/; '
-                  'export: write that checkpoint as jax.export artefacts to '
-                  'WORKDIR/export/; predict: top-5 classes of the image files and '
+                  'export: write that checkpoint (detection recipes: the whole '
+                  'detector, per config.export.image_sizes) as jax.export '
+                  'artefacts to WORKDIR/export/; predict: top-5 classes of the image files and '
                   'folders given as arguments (or --images); proposals '
                   '(detection recipes): compute the region proposals of the '
                   'train and eval splits; detect (detection recipes): boxes in '

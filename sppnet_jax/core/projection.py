@@ -96,7 +96,9 @@ def choose_scales(boxes, image_height: int, image_width: int, scales,
   """
   xp = _xp(boxes)
   area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-  factors = xp.asarray(scales, np.float32) / min(image_height, image_width)
+  shortest = (min(image_height, image_width) if xp is np
+              else jnp.minimum(image_height, image_width))  # traced sides
+  factors = xp.asarray(scales, np.float32) / shortest
   scaled_area = area[:, None] * factors[None, :] ** 2
   if rule == 'paper':
     distance = xp.abs(scaled_area - float(input_size) ** 2)

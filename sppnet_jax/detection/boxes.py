@@ -57,16 +57,21 @@ def to_coco(boxes) -> np.ndarray:
 
 
 def from_xyxy(xyxy) -> np.ndarray:
-  """Continuous (x0, y0, x1, y1) -> (y0, x0, y1, x1) (exact in any dtype)."""
-  b = np.asarray(xyxy)
-  return b[..., [1, 0, 3, 2]]
+  """Continuous (x0, y0, x1, y1) -> (y0, x0, y1, x1) (exact in any dtype;
+  JAX arrays stay JAX arrays)."""
+  b = xyxy if isinstance(xyxy, jax.Array) else np.asarray(xyxy)
+  return b[..., np.array([1, 0, 3, 2])]
 
 
 to_xyxy = from_xyxy  # the same column swap, back
 
 
-def clip_to_image(boxes, height: int, width: int) -> np.ndarray:
-  """Boxes clipped to the image [0, height] x [0, width]."""
+def clip_to_image(boxes, height, width) -> np.ndarray:
+  """Boxes clipped to the image [0, height] x [0, width], float32 (JAX
+  arrays, whose height and width may be traced, stay JAX arrays)."""
+  if isinstance(boxes, jax.Array):
+    limits = jnp.stack([height, width, height, width]).astype(jnp.float32)
+    return jnp.clip(boxes.astype(jnp.float32), 0, limits)
   b = np.asarray(boxes, np.float32)
   limits = np.array([height, width, height, width], np.float32)
   return np.clip(b, 0, limits)

@@ -153,6 +153,14 @@ def base_config() -> ml_collections.ConfigDict:
   # the classifier's own, a softmax probability of 0.5 or an SVM margin of 0.
   config.test.min_score = float('nan')
 
+  # --mode=export (inference/export.py): one jax.export artefact per image
+  # size HEIGHTxWIDTH, each taking the images at most that size with its
+  # resized sizes at the scales (its aspect, to size_step), padded; the
+  # default is VOC 2007's four commonest sizes.
+  config.export = ml_collections.ConfigDict()
+  config.export.image_sizes = '375x500,500x375,333x500,500x333'
+  config.export.max_proposals = 0  # proposals per image; 0: proposals.max_boxes
+
   config.seed = 0
   return config
 
@@ -214,6 +222,25 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.proposals.num_workers < -1:
     raise ConfigError('config.proposals.num_workers must be -1 (one per core), '
                       '0 (in the main process) or a count.')
+  parse_sizes(config.export.image_sizes)
+  if config.export.max_proposals < 0:
+    raise ConfigError('config.export.max_proposals must be 0 (proposals.'
+                      'max_boxes) or a count.')
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+  """config.export.image_sizes, '375x500,500x375' -> [(375, 500), (500,
+  375)] (height x width), or a one-line ConfigError."""
+  sizes = []
+  for part in str(text).split(','):
+    height, _, width = part.strip().partition('x')
+    if not (height.isdigit() and width.isdigit() and int(height) > 0
+            and int(width) > 0):
+      raise ConfigError(f'config.export.image_sizes={text!r}: give positive '
+                        'HEIGHTxWIDTH sizes separated by commas, e.g. '
+                        "'375x500,500x375'.")
+    sizes.append((int(height), int(width)))
+  return sizes
 
 
 def proposal_dir(config, workdir: str, split: str) -> str:

@@ -3,7 +3,8 @@ JAX (one process or many), runs the mode and prints its one-line results.
 
 Modes: 'train' (every stage in order, each resuming, then the test split's
 score; pipeline.py), 'eval' (the test split's score), 'detect' (image files;
-inference/detect_mode.py), 'proposals' (only the region proposals;
+inference/detect_mode.py), 'export' (the detector as jax.export artefacts;
+inference/export.py), 'proposals' (only the region proposals;
 proposals/job.py).
 """
 
@@ -15,7 +16,7 @@ from sppnet_jax.core.data import image_files
 from sppnet_jax.detection.config import validate_config
 from sppnet_jax.errors import ConfigError
 
-MODES = ('train', 'eval', 'detect', 'proposals')
+MODES = ('train', 'eval', 'detect', 'export', 'proposals')
 
 
 def run(mode: str, config, workdir: str, *, images=(),
@@ -36,6 +37,9 @@ def run(mode: str, config, workdir: str, *, images=(),
   from sppnet_jax.detection.evaluation import report  # pylint: disable=g-import-not-at-top
   if mode == 'proposals':
     return _proposals(config, workdir)
+  if mode == 'export':
+    print(pipeline.export(config, workdir), flush=True)
+    return 0
   if mode == 'detect':
     unreadable = pipeline.detect(config, workdir, images)
     if unreadable:  # As --mode=predict: the others were done, exit status 1.

@@ -35,7 +35,7 @@ from sppnet_jax.core.parallel import sync_processes
 from sppnet_jax.detection.backbone import (Backbone, detector_model,
                                            ensure_backbone, load_backbone)
 from sppnet_jax.detection.config import (base_config, feature_dir,
-                                         proposal_dir, splits_of)
+                                         parse_sizes, proposal_dir, splits_of)
 from sppnet_jax.detection.data import sources
 from sppnet_jax.detection.evaluation import report, scoring
 from sppnet_jax.detection.features.cache import (Conv5Store, LruImageCache,
@@ -43,6 +43,7 @@ from sppnet_jax.detection.features.cache import (Conv5Store, LruImageCache,
 from sppnet_jax.detection.features.conv5 import MultiScaleConv5
 from sppnet_jax.detection.features.pooling import PoolingSettings
 from sppnet_jax.detection.inference import detect_mode, svd
+from sppnet_jax.detection.inference import export as detector_export
 from sppnet_jax.detection.inference.detector import Detector
 from sppnet_jax.detection.inference.image_detector import (MIN_SCORE,
                                                            ImageDetector)
@@ -343,6 +344,23 @@ def detect(config, workdir: str, paths) -> int:
   in WORKDIR/detect/); returns the number of unreadable files."""
   return detect_mode.detect_files(load_image_detector(workdir, config), paths,
                                   out_dir=os.path.join(workdir, 'detect'))
+
+
+def export(config, workdir: str) -> str:
+  """--mode=export: the workdir's trained detector (`load_image_detector`
+  with the recipe's config) as jax.export artefacts in WORKDIR/export/, one
+  per size of config.export.image_sizes (inference/export.py); returns the
+  line to print."""
+  image_detector = load_image_detector(workdir, config)
+  buckets = detector_export.buckets_of(
+      parse_sizes(config.export.image_sizes),
+      image_detector.conv5)
+  max_proposals = config.export.max_proposals or config.proposals.max_boxes
+  path = detector_export.export_detector(
+      image_detector, buckets, max_proposals, os.path.join(workdir, 'export'))
+  return (f'exported the detector for {len(buckets)} image sizes '
+          f'({", ".join(b.name for b in buckets)}), up to {max_proposals} '
+          f'proposals, on {", ".join(detector_export.PLATFORMS)} -> {path}')
 
 
 def summary_line(result: scoring.SplitScore) -> str:

@@ -4,7 +4,9 @@ proposal is pooled from them).
 
 Each scale resizes the image so that its short side is s, each side rounded to
 a multiple of `step` (the shape buckets of the full-image eval protocol), so
-the network compiles once per bucket, not once per image.
+the network compiles once per bucket, not once per image. The resize is
+`resize.resize_to_uint8` (TensorFlow's bilinear formula in jax.numpy), the
+one the exported detector runs in its graph (`inference/export.py`).
 """
 
 import dataclasses
@@ -15,6 +17,7 @@ import numpy as np
 
 from sppnet_jax.core.data import image_ops
 from sppnet_jax.core.zf5 import normalize_images
+from sppnet_jax.detection.features import resize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,31 +32,33 @@ class MultiScaleConv5:
   """conv5 maps of whole images at `scales` (short sides) with one model."""
 
   def __init__(self, model, params, scales: Sequence[int] = (688,),
-               step: int = 32, antialias: bool = False):
+               step: int = 32):
     self.model, self.params = model, params
-    self.scales, self.step, self.antialias = tuple(scales), step, antialias
+    self.scales, self.step = tuple(scales), step
+    self._features = jax.jit(self.conv5_of_image)
 
-    def conv5_of_image(params, images):
-      return model.apply({'params': params}, normalize_images(images, model.dtype),
-                         method='features')[0]
-
-    self._features = jax.jit(conv5_of_image)
+  def conv5_of_image(self, params, images):
+    """conv5 (h, w, C) of the first of uint8 (N, H, W, 3) images
+    (traceable)."""
+    return self.model.apply({'params': params},
+                            normalize_images(images, self.model.dtype),
+                            method='features')[0]
 
   def resized_shape(self, height: int, width: int,
                     scale: int) -> tuple[int, int]:
     """The (height, width) an image is resized to for `scale`."""
     return image_ops.full_image_size(height, width, scale, self.step)
 
-  def resized(self, image: np.ndarray) -> list[np.ndarray]:
-    """uint8 (H, W, 3) -> the image at every scale, as the eval protocols'
-    full-image views resize it (bilinear, each side a multiple of `step`)."""
+  def resized(self, image: np.ndarray) -> list[jax.Array]:
+    """uint8 (H, W, 3) -> the image at every scale (`resize.resize_to_uint8`
+    of the image zero-padded to `resize.padded_side`s, each output side a
+    multiple of `step`)."""
     height, width = image.shape[:2]
-    out = []
-    for scale in self.scales:
-      shape = self.resized_shape(height, width, scale)
-      out.append(image_ops.round_to_uint8(image_ops.resize_bilinear(
-          image, shape, self.antialias)).numpy())
-    return out
+    padded = np.pad(image, ((0, resize.padded_side(height) - height),
+                            (0, resize.padded_side(width) - width), (0, 0)))
+    return [resize.resize_to_uint8_jitted(
+        padded, np.int32(height), np.int32(width),
+        self.resized_shape(height, width, scale)) for scale in self.scales]
 
   def __call__(self, image: np.ndarray) -> list[ScaledMap]:
     height, width = image.shape[:2]

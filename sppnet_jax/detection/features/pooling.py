@@ -140,6 +140,33 @@ def pool_groups(maps: Sequence[ScaledMap], boxes: np.ndarray, image_height: int,
   return groups
 
 
+def pool_padded(maps: Sequence[ScaledMap], boxes, valid, image_height,
+                image_width, scales: Sequence[int],
+                levels: Sequence[int] = (6, 3, 2, 1), *,
+                scale_rule: str = 'paper', projection_rule: str = 'paper',
+                input_size: int = 224, architecture: str = 'zf5'):
+  """`pool_groups` with fixed shapes, traceable (the exported detector's):
+  (P, 4) pixel boxes with a (P,) bool `valid` (False: padding), the image's
+  height and width (traced int32 allowed), maps whose factors may be traced
+  -> (P, C * sum(n^2)) pooled vectors, each valid box pooled at the scale
+  `projection.choose_scales` picks, as `pool_groups` pools it; rows not
+  valid are zeros. Every box is pooled on every map (masked), so the cost
+  is the number of scales times P boxes."""
+  boxes = jax.numpy.asarray(boxes, jax.numpy.float32)
+  choice = projection.choose_scales(boxes, image_height, image_width, scales,
+                                    scale_rule, input_size, architecture)
+  total = None
+  for k, scaled in enumerate(maps):
+    scaled_boxes = projection.scale_boxes(boxes, scaled.factor_y,
+                                          scaled.factor_x)
+    cells = projection.project_boxes(scaled_boxes, *scaled.conv5.shape[:2],
+                                     projection_rule, architecture)
+    pooled = roi_spatial_pyramid_pool(scaled.conv5, cells, tuple(levels),
+                                      valid=valid & (choice == k))
+    total = pooled if total is None else total + pooled
+  return total
+
+
 def pool_boxes(maps: Sequence[ScaledMap], boxes: np.ndarray, image_height: int,
                image_width: int, scales: Sequence[int],
                levels: Sequence[int] = (6, 3, 2, 1), **options) -> np.ndarray:

@@ -22,7 +22,8 @@ import numpy as np
 from sppnet_jax.detection import boxes as box_lib
 from sppnet_jax.detection.features.conv5 import ScaledMap
 from sppnet_jax.detection.features.pooling import (PoolingSettings,
-                                                   padded_count, pool_groups)
+                                                   padded_count, pool_groups,
+                                                   pool_padded)
 from sppnet_jax.detection.inference import head, nms
 from sppnet_jax.detection.inference.linear_models import (BoxRegressor,
                                                           LinearClassifiers)
@@ -129,7 +130,11 @@ class Detector:
                               len(boxes), layers)
 
   def class_scores(self, outputs: dict) -> np.ndarray:
-    """(R, K) scores of the dataset's classes."""
+    """(R, K) scores of the dataset's classes: NumPy (softmax in float64),
+    or float32 jax.numpy for JAX outputs (traceable)."""
+    if self.classifier is None and isinstance(outputs['logits'], jax.Array):
+      return jax.nn.softmax(outputs['logits'].astype(jnp.float32),
+                            axis=1)[:, 1:]
     if self.classifier is None:
       logits = outputs['logits'].astype(np.float64)
       logits -= logits.max(axis=1, keepdims=True)
@@ -145,7 +150,7 @@ class Detector:
     if not len(proposals):
       return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
                         np.zeros(0, np.int64))
-    layer = 'logits' if self.classifier is None else self.classifier.layer
+    layer = self.score_layer()
     groups = self.pooled_groups(maps, proposals, height, width)
     scores = self.class_scores(self.group_outputs(groups, len(proposals),
                                                   (layer,)))
@@ -157,6 +162,41 @@ class Detector:
       boxes = box_lib.clip_to_image(box_lib.decode_deltas(boxes, deltas),
                                     height, width).astype(np.float32)
     return Detections(boxes, scores[rows, classes], classes)
+
+
+  def score_layer(self) -> str:
+    """The layer the class scores are computed from."""
+    return 'logits' if self.classifier is None else self.classifier.layer
+
+  def detect_padded(self, maps: Sequence[ScaledMap], proposals, valid,
+                    height, width) -> tuple:
+    """`detect_from_maps` with fixed shapes, traceable (the exported
+    detector, inference/export.py): (P, 4) proposals (library convention,
+    inside the image) with a (P,) bool `valid`, the image's height and width
+    (traced int32 allowed) -> (boxes (M, 4) float32, scores (M,), classes
+    (M,) int32, kept (M,) bool), M = max_per_image, the kept detections a
+    prefix, best first; the slots past them hold zeros. The same steps as
+    `detect_from_maps`: `pool_padded`, `head.layer_outputs`, `class_scores`,
+    `select_padded`, the regressor (float32) and `decode_deltas`."""
+    proposals = jnp.asarray(proposals, jnp.float32)
+    num = proposals.shape[0]
+    pooled = pool_padded(maps, proposals, valid, height, width,
+                         **self.pooling.options())
+    layer = self.score_layer()
+    outputs = head.layer_outputs(self.model, self.params, pooled, 0, num,
+                                 (layer,), self.svd_factors)
+    scores = self.class_scores(outputs)
+    rows, classes, kept = select_padded(proposals, scores, valid, self.nms_iou,
+                                        self.pre_nms_per_class,
+                                        self.max_per_image)
+    boxes = proposals[rows]
+    if self.regressor is not None:
+      deltas = self.regressor(pooled[rows], classes)
+      boxes = box_lib.clip_to_image(box_lib.decode_deltas(boxes, deltas),
+                                    height, width)
+    kept_scores = scores[rows, classes]
+    zero = lambda a: jnp.where(kept.reshape((-1,) + (1,) * (a.ndim - 1)), a, 0)
+    return zero(boxes), zero(kept_scores), zero(classes), kept
 
 
 def _take(pooled, positions):
@@ -195,3 +235,27 @@ def select(boxes, scores, nms_iou: float, pre_nms_per_class: int,
   kept = nms.batched_nms(boxes[rows], scores[rows, classes], classes, nms_iou,
                          max_per_image)
   return rows[kept], classes[kept]
+
+
+def select_padded(boxes, scores, valid, nms_iou: float, pre_nms_per_class: int,
+                  max_per_image: int) -> tuple:
+  """`select` with fixed shapes, traceable: (P, 4) boxes, (P, K) scores and
+  a (P,) bool `valid` (False: padding, never selected) -> (rows, classes,
+  kept), each (max_per_image,), the kept detections a prefix, best first,
+  equal to `select` on the valid rows (`nms.batched_nms_padded`, IoU in
+  float32); rows and classes past the prefix are 0."""
+  num_boxes, num_classes = scores.shape
+  take = min(pre_nms_per_class, num_boxes)
+  masked = jnp.where(valid[:, None], scores, -jnp.inf)
+  top = jnp.argsort(-masked, axis=0, stable=True)[:take]  # (take, K)
+  rows = top.T.reshape(-1)
+  classes = jnp.repeat(jnp.arange(num_classes, dtype=jnp.int32), take)
+  candidate_scores = masked[rows, classes]
+  # Padding scored -inf, and classes without a model, are left out.
+  finite = jnp.isfinite(candidate_scores)
+  kept, keep_mask = nms.batched_nms_padded(
+      boxes[rows], candidate_scores, classes, finite, nms_iou,
+      max_output=max_per_image)
+  kept = jnp.where(keep_mask, kept, 0)
+  return (jnp.where(keep_mask, rows[kept], 0),
+          jnp.where(keep_mask, classes[kept], 0), keep_mask)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from sppnet_jax.detection import stage_files
@@ -26,7 +28,12 @@ class LinearClassifiers:
   bias: np.ndarray  # (K,) float32
   feature_scale: float
 
-  def __call__(self, features: np.ndarray) -> np.ndarray:
+  def __call__(self, features):
+    """(N, D) features -> (N, K) float32 scores; NumPy, or jax.numpy for
+    JAX arrays (traceable)."""
+    if isinstance(features, jax.Array):
+      return ((self.feature_scale * features.astype(jnp.float32))
+              @ jnp.asarray(self.weights) + jnp.asarray(self.bias))
     return (self.feature_scale * np.asarray(features, np.float32)
             ) @ self.weights + self.bias
 
@@ -81,7 +88,10 @@ class BoxRegressor:
 
 def predict(model: BoxRegressor, features, classes) -> np.ndarray:
   """(N, D) raw features and (N,) classes -> (N, 4) float64 deltas of each
-  box's class regressor; `boxes.decode_deltas` them onto the boxes."""
+  box's class regressor; `boxes.decode_deltas` them onto the boxes. JAX
+  features give float32 JAX deltas (`predict_traced`)."""
+  if isinstance(features, jax.Array):
+    return predict_traced(model, features, classes)
   features = np.asarray(features)
   classes = np.asarray(classes).reshape(-1)
   dim = model.weights.shape[1] - 1
@@ -100,3 +110,13 @@ def predict(model: BoxRegressor, features, classes) -> np.ndarray:
     w = model.weights[c]
     out[rows] = features[rows].astype(np.float64) @ w[:dim] + w[dim]
   return out
+
+
+def predict_traced(model: BoxRegressor, features, classes):
+  """`predict` in jax.numpy, traceable, float32 (the exported detector's):
+  (N, D) features and (N,) int classes in [0, num_classes) -> (N, 4)
+  deltas, each row its class's regressor (weights gathered per row)."""
+  dim = model.weights.shape[1] - 1
+  weights = jnp.asarray(model.weights, jnp.float32)[classes]  # (N, D + 1, 4)
+  return (jnp.einsum('nd,ndk->nk', features.astype(jnp.float32),
+                     weights[:, :dim], precision='highest') + weights[:, dim])
