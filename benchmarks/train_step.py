@@ -242,7 +242,8 @@ def print_table(rows, file=sys.stdout):
   lines = []
   for r in rows:
     ratio = f"{r['ratio']:.2f}x" if r.get('ratio') else ''
-    lines.append((r.get('architecture', 'zf5'), r['model'], str(r['size']), str(r['batch']), r['mode'], r['impl'],
+    lines.append((r.get('architecture', 'zf5'), r['model'], str(r['size']),
+                  str(r['batch']), r['mode'], r['impl'],
                   r['malloc'], f"{r['compile_s']:.1f}", f"{r['ms']:.0f}",
                   f"{r['min_ms']:.0f}", f"{r['images_s']:.1f}", f"{r['gflops']:.1f}",
                   ratio))

@@ -39,9 +39,11 @@ class Split:
   class_names: tuple[str, ...]
 
 
-def _detection_source(config):
+def detection_source(config, splits=None):
+  """The multi-label set's detection reader (its boxes and classes) over
+  `splits` (default: the recipe's train and test splits)."""
   from sppnet_jax.detection.data import embedded, sources as det_sources  # pylint: disable=g-import-not-at-top
-  splits = [config.train_split, config.test_split]
+  splits = list(splits or (config.train_split, config.test_split))
   if config.dataset == 'embedded':
     root = config.data_dir or embedded.default_root()
     embedded.ensure_embedded_detection_dataset(root)
@@ -53,7 +55,7 @@ def _detection_source(config):
 def multilabel_splits(config) -> tuple[Split, Split]:
   """(train, test) of a multi-label set (module docstring)."""
   from sppnet_jax.detection.data import sources as det_sources  # pylint: disable=g-import-not-at-top
-  source = _detection_source(config)
+  source = detection_source(config)
   names = tuple(source.class_names)
 
   def read(split):
