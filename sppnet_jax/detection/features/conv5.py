@@ -25,6 +25,17 @@ class ScaledMap:
   factor_x: float
 
 
+def resize_to_scale(image: np.ndarray, scale: int, step: int,
+                    antialias: bool = False) -> np.ndarray:
+  """uint8 (H, W, 3) -> the image with its short side at `scale`, as the eval
+  protocols' full-image views resize it (bilinear, each side a multiple of
+  `step`, `image_ops.full_image_size`), uint8."""
+  height, width = image.shape[:2]
+  shape = image_ops.full_image_size(height, width, scale, step)
+  return image_ops.round_to_uint8(image_ops.resize_bilinear(
+      image, shape, antialias)).numpy()
+
+
 class MultiScaleConv5:
   """conv5 maps of whole images at `scales` (short sides) with one model."""
 
@@ -47,13 +58,8 @@ class MultiScaleConv5:
   def resized(self, image: np.ndarray) -> list[np.ndarray]:
     """uint8 (H, W, 3) -> the image at every scale, as the eval protocols'
     full-image views resize it (bilinear, each side a multiple of `step`)."""
-    height, width = image.shape[:2]
-    out = []
-    for scale in self.scales:
-      shape = self.resized_shape(height, width, scale)
-      out.append(image_ops.round_to_uint8(image_ops.resize_bilinear(
-          image, shape, self.antialias)).numpy())
-    return out
+    return [resize_to_scale(image, scale, self.step, self.antialias)
+            for scale in self.scales]
 
   def __call__(self, image: np.ndarray) -> list[ScaledMap]:
     height, width = image.shape[:2]
