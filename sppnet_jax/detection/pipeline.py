@@ -11,6 +11,13 @@
   eval         the test split: VOC07 mAP per class, COCO AP
                (evaluation/scoring.py)
 
+With detection.training = 'end_to_end' the stages are backbone, proposals,
+end_to_end (training/end_to_end.py: every layer from train_layers up, one
+multi-task loss, no conv5 cache and no SVMs) and eval, whose conv5 maps come
+from the trained conv layers of each image (`scoring.score_images`); the
+detector is the same `Detector` (softmax scores, per-class NMS, the
+detector's own class-specific deltas through `box_head.HeadBoxRegressor`).
+
 A stage's result is a set of files in the workdir written whole (per image,
 per checkpoint or per model), so `--mode=train` run again after any stop
 skips what is done and resumes the stage that was running.
@@ -28,6 +35,7 @@ import os
 import time
 
 import jax
+import numpy as np
 from absl import logging
 
 from sppnet_jax.core import checkpoints, metric_output
@@ -43,6 +51,8 @@ from sppnet_jax.detection.features.cache import (Conv5Store, LruImageCache,
 from sppnet_jax.detection.features.conv5 import MultiScaleConv5
 from sppnet_jax.detection.features.pooling import PoolingSettings
 from sppnet_jax.detection.inference import detect_mode, svd
+from sppnet_jax.detection.inference.box_head import HeadBoxRegressor
+from sppnet_jax.detection.inference.head import head_params
 from sppnet_jax.detection.inference.detector import Detector
 from sppnet_jax.detection.inference.image_detector import (MIN_SCORE,
                                                            ImageDetector)
@@ -50,8 +60,9 @@ from sppnet_jax.detection.inference.linear_models import (BoxRegressor,
                                                           LinearClassifiers)
 from sppnet_jax.detection.proposals import job as proposal_job
 from sppnet_jax.detection.proposals.store import ProposalStore
-from sppnet_jax.detection.training import (box_regression_training, finetune,
-                                           svm_training)
+from sppnet_jax.detection.training import (box_regression_training,
+                                           end_to_end, end_to_end_model,
+                                           finetune, svm_training)
 from sppnet_jax.detection.training.split_regions import load_split_regions
 from sppnet_jax.errors import CheckpointNotFoundError
 
@@ -166,9 +177,19 @@ def detector_of(run: DetectionRun, params: dict, *, classifier=None,
                   batch_boxes=test.batch_boxes, svd_factors=svd_factors)
 
 
-def score(run: DetectionRun, detector: Detector,
-          split: str) -> scoring.SplitScore:
-  """The detector's score on a split whose maps are cached."""
+def is_end_to_end(config) -> bool:
+  return config.detection.training == 'end_to_end'
+
+
+def score(run: DetectionRun, detector: Detector, split: str,
+          conv5: MultiScaleConv5 | None = None) -> scoring.SplitScore:
+  """The detector's score on a split: from the cached maps, or with `conv5`
+  (an end-to-end detector's own conv layers) from the images."""
+  if conv5 is not None:
+    return scoring.score_images(
+        detector, conv5, run.source, split, run.proposal_store(split),
+        run.ground_truth(split), run.class_names,
+        process_index=jax.process_index(), process_count=jax.process_count())
   return scoring.score_split(
       detector, run.conv5_store(split), run.proposal_store(split),
       run.ground_truth(split), run.class_names,
@@ -194,6 +215,44 @@ def run_finetuning(run: DetectionRun) -> None:
       config, run.workdir, run.backbone, run.class_names, regions,
       maps, run.pooling,
       validate=validation_map if config.finetune.val_split else None)
+
+
+def end_to_end_detector(run: DetectionRun, params: dict, *,
+                        svd_factors=None) -> tuple[Detector, MultiScaleConv5]:
+  """The detector of end-to-end `params` and the conv5 of its own conv
+  layers: softmax scores, and the detector's bbox_pred deltas unless
+  bbox_regression.enabled is False."""
+  config = run.config
+  model = detector_model(run.backbone, run.num_classes)
+  box = params[end_to_end_model.BOX_LAYER]
+  regressor = (HeadBoxRegressor(model, head_params(params),
+                                np.asarray(box['kernel']),
+                                np.asarray(box['bias']),
+                                tuple(config.end_to_end.box_target_stds))
+               if config.bbox_regression.enabled else None)
+  conv5 = MultiScaleConv5(model, end_to_end_model.network_params(params),
+                          config.detection.scales, config.detection.size_step)
+  return detector_of(run, head_params(params), regressor=regressor,
+                     svd_factors=svd_factors), conv5
+
+
+def run_end_to_end(run: DetectionRun) -> None:
+  """The end_to_end stage (resumes; skipped when done)."""
+  config = run.config
+  train = config.train_split
+  images = end_to_end.load_train_images(
+      run.source, train, run.proposal_store(train),
+      add_ground_truth=config.end_to_end.add_ground_truth,
+      use_difficult=config.detection.use_difficult)
+  val = config.end_to_end.val_split
+
+  def validation_map(params):
+    detector, conv5 = end_to_end_detector(run, params)
+    return score(run, detector, val, conv5).voc['map']
+
+  end_to_end.run_end_to_end(config, run.workdir, run.backbone,
+                            run.class_names, images,
+                            validate=validation_map if val else None)
 
 
 def train_models(run: DetectionRun) -> None:
@@ -233,27 +292,43 @@ def train_models(run: DetectionRun) -> None:
 
 def load_detector(run: DetectionRun) -> tuple[Detector, int]:
   """The trained detector of the workdir, as the config asks for it."""
+  return load_trained(run)[:2]
+
+
+def load_trained(
+    run: DetectionRun) -> tuple[Detector, int, MultiScaleConv5 | None]:
+  """`load_detector` and, for end-to-end training, the conv5 of the
+  detector's own conv layers (None: the backbone's, `conv5_of`)."""
   config = run.config
+  ranks = svd.scaled_ranks(config.test.svd_ranks, run.backbone.model.fc_dim)
+  if is_end_to_end(config):
+    params, step = end_to_end.final_params(config, run.workdir, run.backbone,
+                                           run.class_names)
+    factors = (svd.load_or_factor(run.model_folder, head_params(params),
+                                  ranks, step,
+                                  write=jax.process_index() == 0)
+               if ranks else None)
+    detector, conv5 = end_to_end_detector(run, params, svd_factors=factors)
+    return detector, step, conv5
   params, step = finetune.final_params(config, run.workdir,
                                        run.backbone, run.class_names)
   classifier = (LinearClassifiers.load(run.model_path('svm.npz'))
                 if config.detection.classifier == 'svm' else None)
   regressor = (BoxRegressor.load(run.model_path('bbox.npz'))
                if config.bbox_regression.enabled else None)
-  ranks = svd.scaled_ranks(config.test.svd_ranks, run.backbone.model.fc_dim)
   factors = (svd.load_or_factor(run.model_folder, params, ranks, step,
                                 write=jax.process_index() == 0)
              if ranks else None)
   return detector_of(run, params, classifier=classifier, regressor=regressor,
-                     svd_factors=factors), step
+                     svd_factors=factors), step, None
 
 
 def evaluate(run: DetectionRun) -> scoring.SplitScore:
   """Scores the test split; writes WORKDIR/eval/detection.json and the
   TensorBoard scalars; returns the score."""
   config = run.config
-  detector, step = load_detector(run)
-  result = score(run, detector, config.eval_split)
+  detector, step, conv5 = load_trained(run)
+  result = score(run, detector, config.eval_split, conv5)
   if jax.process_index() == 0:
     folder = os.path.join(run.workdir, 'eval')
     os.makedirs(folder, exist_ok=True)
@@ -270,6 +345,9 @@ def train(config, workdir: str) -> scoring.SplitScore:
   sources.prepare_data(config)
   run = open_run(config, workdir)
   make_proposals(config, workdir)
+  if is_end_to_end(config):
+    run_end_to_end(run)
+    return evaluate(run)
   make_features(run, splits_of(config))
   run_finetuning(run)
   train_models(run)
@@ -282,21 +360,26 @@ def evaluate_only(config, workdir: str) -> scoring.SplitScore:
   sources.prepare_data(config)
   run = open_run(config, workdir)
   make_proposals(config, workdir, [config.eval_split])
-  make_features(run, [config.eval_split])
+  if not is_end_to_end(config):
+    make_features(run, [config.eval_split])
   return evaluate(run)
 
 
 def _saved_run(workdir: str) -> tuple[object, tuple[str, ...]]:
-  """(config, class names) saved with the fine-tuning checkpoints of a
-  detection workdir."""
-  try:
-    folder, step = checkpoints.locate_checkpoint(
-        os.path.join(workdir, finetune.FOLDER))
-  except CheckpointNotFoundError:
+  """(config, class names) saved with the fine-tuning (or end-to-end)
+  checkpoints of a detection workdir."""
+  for training in (finetune.FOLDER, end_to_end.FOLDER):
+    try:
+      folder, step = checkpoints.locate_checkpoint(
+          os.path.join(workdir, training))
+      break
+    except CheckpointNotFoundError:
+      continue
+  else:
     raise CheckpointNotFoundError(
-        f'no trained detector in {workdir} (no {finetune.FOLDER}/ '
-        'checkpoints): pass the --workdir of a detection run trained with '
-        '--mode=train.') from None
+        f'no trained detector in {workdir} (no {finetune.FOLDER}/ or '
+        f'{end_to_end.FOLDER}/ checkpoints): pass the --workdir of a '
+        'detection run trained with --mode=train.') from None
   manager = checkpoints.open_directory(folder)
   try:
     metadata = checkpoints.read_metadata(
@@ -328,11 +411,12 @@ def load_image_detector(path, config=None) -> ImageDetector:
         f'to the current directory): {error}') from None
   run = DetectionRun(config, workdir, backbone, class_names,
                      _pooling(config, backbone), source=None)
-  detector, step = load_detector(run)
+  detector, step, conv5 = load_trained(run)
   min_score = config.test.min_score
   if math.isnan(min_score):
-    min_score = MIN_SCORE[config.detection.classifier]
-  return ImageDetector(detector, conv5_of(run),
+    min_score = MIN_SCORE['softmax' if is_end_to_end(config)
+                          else config.detection.classifier]
+  return ImageDetector(detector, conv5 or conv5_of(run),
                        proposal_job.settings_of(config), class_names,
                        min_score, step)
 

@@ -1,0 +1,123 @@
+"""End-to-end detection training through main.py (tests/detection/
+small_end_to_end_recipe.py on the shared tiny set and narrow backbone):
+train, then --mode=eval gives the same score from the saved best checkpoint
+and --mode=detect draws boxes; the config's checks; and the test-time box
+decoding of the detector's own deltas against hand-computed boxes."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from configs.detection import tiny_end_to_end
+from sppnet_jax.detection import boxes as box_lib
+from sppnet_jax.detection.config import validate_config
+from sppnet_jax.detection.features.conv5 import ScaledMap
+from sppnet_jax.detection.features.pooling import PoolingSettings
+from sppnet_jax.detection.inference.box_head import HeadBoxRegressor
+from sppnet_jax.detection.inference.detector import Detector
+from sppnet_jax.errors import ConfigError
+from tests.detection.training.test_end_to_end_model import (K, _network,
+                                                             _params)
+from tests.helpers import run_main
+
+RECIPE = 'tests/detection/small_end_to_end_recipe.py'
+
+
+@pytest.fixture(scope='module')
+def trained_end_to_end(detection_setup, tmp_path_factory):
+  data, backbone = detection_setup
+  workdir = str(tmp_path_factory.mktemp('end_to_end') / 'run')
+  args = (f'--workdir={workdir}', f'--config.data_dir={data}',
+          f'--config.detection.backbone={backbone}')
+  result = run_main(*args, recipe=RECIPE, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir, args, result
+
+
+def test_train_then_eval_and_detect(trained_end_to_end, detection_setup):
+  workdir, args, result = trained_end_to_end
+  summary = result.stdout.strip().splitlines()[-1]
+  assert summary.startswith('test VOC07 mAP ') and 'on 4 images' in summary
+  assert 'End-to-end training (conv3 learn; frozen: conv1, conv2)' in (
+      result.stderr)
+  assert 'validation mAP' in result.stderr
+  for folder in ('checkpoints', 'best'):
+    assert os.listdir(os.path.join(workdir, 'end_to_end', folder))
+  assert not os.path.exists(os.path.join(workdir, 'features'))  # no cache
+  again = run_main(*args, '--mode=eval', recipe=RECIPE, timeout=600)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert again.stdout.strip().splitlines()[-1] == summary
+  data, _ = detection_setup
+  image = os.path.join(data, 'test', 'images', '000001.jpg')
+  found = run_main(*args, '--mode=detect', image,
+                   '--config.test.min_score=0.0', recipe=RECIPE, timeout=600)
+  assert found.returncode == 0, found.stderr[-3000:]
+  line = json.loads(found.stdout.strip().splitlines()[-1])
+  assert line['file'].endswith('000001.jpg') and line['detections']
+  assert len(line['detections']) <= 100
+
+
+def test_config_checks():
+  config = tiny_end_to_end.get_config()
+  validate_config(config)
+  for field, value, message in (
+      ('train_layers', 'conv4', 'train_layers'),
+      ('box_target_stds', (0.1, 0.1, 0.2), 'box_target_stds'),
+      ('images_per_batch', 0, 'images_per_batch'),
+      ('val_split', 'test', 'test split')):
+    bad = tiny_end_to_end.get_config()
+    bad.end_to_end[field] = value
+    with pytest.raises(ConfigError, match=message):
+      validate_config(bad)
+  bad = tiny_end_to_end.get_config()
+  bad.detection.training = 'joint'
+  with pytest.raises(ConfigError, match='detection.training'):
+    validate_config(bad)
+  bad = tiny_end_to_end.get_config()
+  bad.detection.scales = (240, 344)
+  with pytest.raises(ConfigError, match='give the training scales'):
+    validate_config(bad)
+
+
+def test_own_deltas_move_the_kept_boxes_by_hand():
+  """A detector whose bbox_pred is zero but for its bias: every box of
+  class c moves by the bias's deltas times the stds, decoded by hand."""
+  model = _network()
+  params = _params(model)
+  stds = (0.1, 0.1, 0.2, 0.2)
+  wanted = np.array([[0.5, -0.25, 0.1, -0.2], [0.0, 0.3, -0.1, 0.05],
+                     [0.2, 0.2, 0.2, 0.2]])  # deltas per class
+  params['bbox_pred']['kernel'] = np.zeros_like(params['bbox_pred']['kernel'])
+  params['bbox_pred']['bias'] = (wanted / np.asarray(stds)).reshape(-1).astype(
+      np.float32)
+  head = {k: params[k] for k in ('fc6', 'fc7', 'fc8')}
+  regressor = HeadBoxRegressor(model, head, params['bbox_pred']['kernel'],
+                               params['bbox_pred']['bias'], stds)
+  pooling = PoolingSettings((96,), tuple(model.spp_levels), 'paper', 'paper',
+                            96)
+  detector = Detector(model, head, pooling, K, regressor=regressor,
+                      nms_iou=0.3, max_per_image=100, pre_nms_per_class=300,
+                      batch_boxes=64)
+  image = np.random.default_rng(0).integers(0, 256, (1, 96, 96, 3), np.uint8)
+  conv5 = model.apply({'params': {k: v for k, v in params.items()
+                                  if k != 'bbox_pred'}},
+                      image.astype(np.float32), method='features')[0]
+  proposals = np.array([[10, 10, 60, 50], [40, 30, 90, 90]], np.float32)
+  found = detector.detect_from_maps([ScaledMap(conv5, 1.0, 1.0)], proposals,
+                                    96, 96)
+  assert len(found.boxes)
+  for box, cls in zip(found.boxes, found.classes):
+    source = [p for p in proposals
+              if np.allclose(box_lib.clip_to_image(box_lib.decode_deltas(
+                  p[None].astype(np.float64), wanted[cls][None]), 96, 96)[0],
+                             box, atol=1e-4)]
+    assert len(source) == 1, (box, cls)
+  # Hand decoding of the first proposal for class 0: centre (35, 30), size
+  # 50 x 40 -> centre (35 + 0.5 * 50, 30 - 0.25 * 40) = (60, 20), size
+  # (50 e^0.1, 40 e^-0.2).
+  h, w = 50 * np.exp(0.1), 40 * np.exp(-0.2)
+  np.testing.assert_allclose(
+      box_lib.decode_deltas(proposals[:1], wanted[:1])[0],
+      [60 - h / 2, 20 - w / 2, 60 + h / 2, 20 + w / 2], rtol=1e-6)
