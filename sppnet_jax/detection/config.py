@@ -80,7 +80,8 @@ def base_config() -> ml_collections.ConfigDict:
   # The backbone's training input side (0: the largest of its train_sizes).
   config.detection.input_size = 0
   # 'svm': per-class linear SVMs on fc7 (the paper); 'softmax': the
-  # fine-tuned fc8's class probabilities.
+  # fine-tuned fc8's class probabilities. End-to-end training always scores
+  # with its softmax (it trains no SVMs).
   config.detection.classifier = 'svm'
   # Difficult objects are ground truth for training (R-CNN's and SPP-net's
   # code); False drops them (Fast R-CNN).

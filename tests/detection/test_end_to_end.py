@@ -6,6 +6,9 @@ decoding of the detector's own deltas against hand-computed boxes."""
 
 import json
 import os
+import signal
+import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -20,7 +23,8 @@ from sppnet_jax.detection.inference.detector import Detector
 from sppnet_jax.errors import ConfigError
 from tests.detection.training.test_end_to_end_model import (K, _network,
                                                              _params)
-from tests.helpers import run_main
+from tests.detection.test_pipeline import _finetuned, _leaves
+from tests.helpers import ROOT, _env, main_command, run_main
 
 RECIPE = 'tests/detection/small_end_to_end_recipe.py'
 
@@ -57,6 +61,37 @@ def test_train_then_eval_and_detect(trained_end_to_end, detection_setup):
   line = json.loads(found.stdout.strip().splitlines()[-1])
   assert line['file'].endswith('000001.jpg') and line['detections']
   assert len(line['detections']) <= 100
+
+
+@pytest.mark.parametrize('how', ['sigterm', 'kill'])
+def test_a_stopped_run_resumes_to_the_same_weights(trained_end_to_end,
+                                                   tmp_path, how):
+  """Stopped after its step-2 checkpoint (SIGTERM: saves and exits 143;
+  kill -9), the same command ends with the uninterrupted run's weights and
+  score, bit for bit."""
+  reference, args, result = trained_end_to_end
+  workdir = str(tmp_path / 'run')
+  args = (f'--workdir={workdir}',) + args[1:]
+  process = subprocess.Popen(main_command(*args, recipe=RECIPE), cwd=ROOT,
+                             env=_env(None), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+  marker = os.path.join(workdir, 'end_to_end', 'checkpoints', '2')
+  while not os.path.isdir(marker):
+    assert process.poll() is None, process.communicate()[1][-3000:]
+    time.sleep(0.05)
+  process.send_signal(signal.SIGTERM if how == 'sigterm' else signal.SIGKILL)
+  process.communicate(timeout=600)
+  if how == 'sigterm':
+    assert process.returncode == 143
+  again = run_main(*args, recipe=RECIPE, timeout=900)
+  assert again.returncode == 0, again.stderr[-3000:]
+  step, params = _finetuned(workdir, 'end_to_end')
+  want_step, want = _finetuned(reference, 'end_to_end')
+  assert step == want_step == 6
+  for got, expected in zip(_leaves(params), _leaves(want)):
+    np.testing.assert_array_equal(got, expected)
+  assert (again.stdout.strip().splitlines()[-1]
+          == result.stdout.strip().splitlines()[-1])
 
 
 def test_config_checks():
