@@ -94,6 +94,27 @@ def test_a_stopped_run_resumes_to_the_same_weights(trained_end_to_end,
           == result.stdout.strip().splitlines()[-1])
 
 
+def test_eight_devices_train_the_weights_of_one(detection_setup, tmp_path):
+  """8 images a step, on 1 device and on 8 (each image and its regions on
+  its own device, the state replicated): the same weights to 1e-5."""
+  data, backbone = detection_setup
+  runs = []
+  for devices in (1, 8):
+    workdir = str(tmp_path / f'devices{devices}')
+    result = run_main(f'--workdir={workdir}', f'--config.data_dir={data}',
+                      f'--config.detection.backbone={backbone}',
+                      '--config.end_to_end.images_per_batch=8',
+                      '--config.end_to_end.num_steps=3',
+                      '--config.end_to_end.val_split=', devices=devices,
+                      recipe=RECIPE, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs.append(_finetuned(workdir, 'end_to_end'))
+  (step, one), (step8, eight) = runs
+  assert step == step8 == 3
+  for got, expected in zip(_leaves(eight), _leaves(one)):
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_config_checks():
   config = tiny_end_to_end.get_config()
   validate_config(config)
