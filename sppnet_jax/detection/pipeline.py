@@ -11,12 +11,9 @@
   eval         the test split: VOC07 mAP per class, COCO AP
                (evaluation/scoring.py)
 
-With detection.training = 'end_to_end' the stages are backbone, proposals,
-end_to_end (training/end_to_end.py: every layer from train_layers up, one
-multi-task loss, no conv5 cache and no SVMs) and eval, whose conv5 maps come
-from the trained conv layers of each image (`scoring.score_images`); the
-detector is the same `Detector` (softmax scores, per-class NMS, the
-detector's own class-specific deltas through `box_head.HeadBoxRegressor`).
+detection.training = 'end_to_end': backbone, proposals, end_to_end
+(training/end_to_end.py) and eval, conv5 from the trained conv layers
+(`scoring.score_images`), through the same `Detector`.
 
 A stage's result is a set of files in the workdir written whole (per image,
 per checkpoint or per model), so `--mode=train` run again after any stop
@@ -35,7 +32,6 @@ import os
 import time
 
 import jax
-import numpy as np
 from absl import logging
 
 from sppnet_jax.core import checkpoints, metric_output
@@ -51,7 +47,6 @@ from sppnet_jax.detection.features.cache import (Conv5Store, LruImageCache,
 from sppnet_jax.detection.features.conv5 import MultiScaleConv5
 from sppnet_jax.detection.features.pooling import PoolingSettings
 from sppnet_jax.detection.inference import detect_mode, svd
-from sppnet_jax.detection.inference.box_head import HeadBoxRegressor
 from sppnet_jax.detection.inference.head import head_params
 from sppnet_jax.detection.inference.detector import Detector
 from sppnet_jax.detection.inference.image_detector import (MIN_SCORE,
@@ -61,8 +56,7 @@ from sppnet_jax.detection.inference.linear_models import (BoxRegressor,
 from sppnet_jax.detection.proposals import job as proposal_job
 from sppnet_jax.detection.proposals.store import ProposalStore
 from sppnet_jax.detection.training import (box_regression_training,
-                                           end_to_end, end_to_end_model,
-                                           finetune, svm_training)
+                                           end_to_end, finetune, svm_training)
 from sppnet_jax.detection.training.split_regions import load_split_regions
 from sppnet_jax.errors import CheckpointNotFoundError
 
@@ -183,8 +177,7 @@ def is_end_to_end(config) -> bool:
 
 def score(run: DetectionRun, detector: Detector, split: str,
           conv5: MultiScaleConv5 | None = None) -> scoring.SplitScore:
-  """The detector's score on a split: from the cached maps, or with `conv5`
-  (an end-to-end detector's own conv layers) from the images."""
+  """The detector's score on a split: cached maps, or images and `conv5`."""
   if conv5 is not None:
     return scoring.score_images(
         detector, conv5, run.source, split, run.proposal_store(split),
@@ -220,19 +213,10 @@ def run_finetuning(run: DetectionRun) -> None:
 def end_to_end_detector(run: DetectionRun, params: dict, *,
                         svd_factors=None) -> tuple[Detector, MultiScaleConv5]:
   """The detector of end-to-end `params` and the conv5 of its own conv
-  layers: softmax scores, and the detector's bbox_pred deltas unless
-  bbox_regression.enabled is False."""
-  config = run.config
-  model = detector_model(run.backbone, run.num_classes)
-  box = params[end_to_end_model.BOX_LAYER]
-  regressor = (HeadBoxRegressor(model, head_params(params),
-                                np.asarray(box['kernel']),
-                                np.asarray(box['bias']),
-                                tuple(config.end_to_end.box_target_stds))
-               if config.bbox_regression.enabled else None)
-  conv5 = MultiScaleConv5(model, end_to_end_model.network_params(params),
-                          config.detection.scales, config.detection.size_step)
-  return detector_of(run, head_params(params), regressor=regressor,
+  layers (`end_to_end.test_time_parts`)."""
+  head, regressor, conv5 = end_to_end.test_time_parts(
+      run.config, run.backbone, run.num_classes, params)
+  return detector_of(run, head, regressor=regressor,
                      svd_factors=svd_factors), conv5
 
 

@@ -1,8 +1,10 @@
 """End-to-end detection training through main.py (tests/detection/
 small_end_to_end_recipe.py on the shared tiny set and narrow backbone):
 train, then --mode=eval gives the same score from the saved best checkpoint
-and --mode=detect draws boxes; the config's checks; and the test-time box
-decoding of the detector's own deltas against hand-computed boxes."""
+and --mode=detect draws boxes; SIGTERM and kill -9 resume to the same
+weights; 8 devices train the weights of 1; the config's checks; and the
+test-time box decoding of the detector's own deltas against hand-computed
+boxes."""
 
 import json
 import os

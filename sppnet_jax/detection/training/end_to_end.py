@@ -42,6 +42,9 @@ from sppnet_jax.core.train_state import TrainState
 from sppnet_jax.detection.backbone import Backbone, detector_model
 from sppnet_jax.detection.config import training_scales
 from sppnet_jax.detection.data import sources
+from sppnet_jax.detection.features.conv5 import MultiScaleConv5
+from sppnet_jax.detection.inference.box_head import HeadBoxRegressor
+from sppnet_jax.detection.inference.head import head_params
 from sppnet_jax.detection.proposals.store import ProposalStore
 from sppnet_jax.detection.training import (end_to_end_model, end_to_end_step,
                                            image_batches, image_sampling)
@@ -134,6 +137,24 @@ def final_params(config, workdir: str, backbone: Backbone,
   finally:
     run.store.close()
   return jax.tree.map(np.asarray, state.params), step
+
+
+def test_time_parts(config, backbone: Backbone, num_classes: int,
+                    params: dict):
+  """(fc6-fc8 params, the detector's own box regressor or None when
+  bbox_regression.enabled is False, conv5 of its trained conv layers at the
+  test scales) of trained `params`: what `inference.detector.Detector` and
+  its callers take."""
+  model = detector_model(backbone, num_classes)
+  box = params[end_to_end_model.BOX_LAYER]
+  regressor = (HeadBoxRegressor(model, head_params(params),
+                                np.asarray(box['kernel']),
+                                np.asarray(box['bias']),
+                                tuple(config.end_to_end.box_target_stds))
+               if config.bbox_regression.enabled else None)
+  conv5 = MultiScaleConv5(model, end_to_end_model.network_params(params),
+                          config.detection.scales, config.detection.size_step)
+  return head_params(params), regressor, conv5
 
 
 def load_train_images(source, split: str, proposal_store: ProposalStore, *,

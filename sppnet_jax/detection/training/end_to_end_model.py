@@ -41,11 +41,11 @@ from sppnet_jax.core.roi_spp import roi_spatial_pyramid_pool
 from sppnet_jax.core.train_state import topk_correct
 from sppnet_jax.core.zf5 import normalize_images
 from sppnet_jax.detection.backbone import detection_params
+from sppnet_jax.detection.config import TRAIN_LAYERS
 from sppnet_jax.errors import ConfigError
 
 BOX_LAYER = 'bbox_pred'
 BOX_STDDEV = 0.001  # Fast R-CNN's N(0, 0.001) for the box regression layer
-TRAIN_LAYERS = ('fc6', 'conv3', 'conv2', 'all')
 
 
 def init_params(backbone, num_classes: int, key: jax.Array) -> dict:
