@@ -2,13 +2,15 @@
 small_end_to_end_recipe.py on the shared tiny set and narrow backbone):
 train, then --mode=eval gives the same score from the saved best checkpoint
 and --mode=detect draws boxes; SIGTERM and kill -9 resume to the same
-weights; 8 devices train the weights of 1; the config's checks; and the
+weights; 8 devices, and 2 processes x 2 devices, train the weights of 1;
+the config's checks; and the
 test-time box decoding of the detector's own deltas against hand-computed
 boxes."""
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -115,6 +117,40 @@ def test_eight_devices_train_the_weights_of_one(detection_setup, tmp_path):
   assert step == step8 == 3
   for got, expected in zip(_leaves(eight), _leaves(one)):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_two_processes_of_two_devices_train_the_weights_of_one(
+    detection_setup, tmp_path):
+  """4 images a step on 1 device, and on 2 processes x 2 devices (each
+  process assembling its 2 images): the same weights to 1e-5, the same
+  score printed by both processes."""
+  data, backbone = detection_setup
+  common = (f'--config.data_dir={data}',
+            f'--config.detection.backbone={backbone}',
+            '--config.end_to_end.images_per_batch=4',
+            '--config.end_to_end.num_steps=3', '--config.end_to_end.val_split=')
+  one = str(tmp_path / 'one')
+  result = run_main(f'--workdir={one}', *common, recipe=RECIPE, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  workdir = str(tmp_path / 'two')
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  processes = [subprocess.Popen(
+      main_command(f'--workdir={workdir}', *common,
+                   f'--coordinator_address=127.0.0.1:{port}',
+                   '--num_processes=2', f'--process_id={p}', recipe=RECIPE),
+      cwd=ROOT, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True) for p in range(2)]
+  outputs = [p.communicate(timeout=900) for p in processes]
+  for process, (_, err) in zip(processes, outputs):
+    assert process.returncode == 0, err[-3000:]
+  assert outputs[0][0].splitlines()[-1] == outputs[1][0].splitlines()[-1]
+  (step, want), (step2, got) = (_finetuned(one, 'end_to_end'),
+                                _finetuned(workdir, 'end_to_end'))
+  assert step == step2 == 3
+  for a, b in zip(_leaves(got), _leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_config_checks():
