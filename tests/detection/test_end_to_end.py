@@ -153,6 +153,33 @@ def test_two_processes_of_two_devices_train_the_weights_of_one(
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_the_voc07_recipe_trains_on_the_genuine_builder(detection_setup,
+                                                        tmp_path):
+  """configs/detection/voc07_end_to_end.py, shrunk to 3 steps, on TFDS
+  voc/2007 prepared by the genuine builder from fake archives."""
+  from tests.detection import voc_fixture  # pylint: disable=g-import-not-at-top
+  manual, data = str(tmp_path / 'manual'), str(tmp_path / 'tfds')
+  voc_fixture.write_voc_archives(manual)
+  voc_fixture.prepare_voc2007(data, manual)
+  workdir = str(tmp_path / 'run')
+  result = run_main(
+      f'--workdir={workdir}', f'--config.data_dir={data}',
+      f'--config.manual_dir={manual}',
+      f'--config.detection.backbone={detection_setup[1]}',
+      '--config.detection.scales=(128,)', '--config.proposals.num_workers=0',
+      '--config.proposals.max_boxes=60', '--config.proposals.min_side=4',
+      '--config.end_to_end.num_steps=3',
+      '--config.end_to_end.regions_per_image=16',
+      '--config.end_to_end.checkpoint_every_steps=1',
+      '--config.test.batch_boxes=64',
+      recipe='configs/detection/voc07_end_to_end.py', timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = result.stdout.splitlines()
+  assert [line.split()[0] for line in lines[1:21]] == list(voc_fixture.CLASSES)
+  assert lines[-1].startswith('test VOC07 mAP ')
+  assert _finetuned(workdir, 'end_to_end')[0] == 3
+
+
 def test_config_checks():
   config = tiny_end_to_end.get_config()
   validate_config(config)
