@@ -20,7 +20,7 @@ from sppnet_jax.core.zf5 import NoSPPNet, SPPNet, ZFNet, normalize_images
 # name -> (module, attribute), imported on first access.
 _LAZY = {
     'load_classifier': ('sppnet_jax.classification.api', 'load_classifier'),
-    'load_detector': ('sppnet_jax.detection.pipeline', 'load_image_detector'),
+    'load_detector': ('sppnet_jax.detection.trained', 'load_image_detector'),
     'draw': ('sppnet_jax.detection.inference.image_detector', 'draw'),
 }
 

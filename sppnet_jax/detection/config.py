@@ -19,6 +19,10 @@ PROPOSAL_PRESETS = ('rcnn_fast', 'opencv_fast')
 CLASSIFIERS = ('svm', 'softmax')
 FEATURE_LAYERS = ('pool5', 'fc6', 'fc7')
 FEATURE_DTYPES = ('float16', 'float32')
+TRAINING_METHODS = ('pipeline', 'end_to_end')
+# end_to_end.train_layers: the first layer that learns (and every layer
+# above it); 'fc6' keeps the conv layers frozen (the paper's setting).
+TRAIN_LAYERS = ('fc6', 'conv3', 'conv2', 'all')
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -76,11 +80,18 @@ def base_config() -> ml_collections.ConfigDict:
   # The backbone's training input side (0: the largest of its train_sizes).
   config.detection.input_size = 0
   # 'svm': per-class linear SVMs on fc7 (the paper); 'softmax': the
-  # fine-tuned fc8's class probabilities.
+  # fine-tuned fc8's class probabilities. End-to-end training always scores
+  # with its softmax (it trains no SVMs).
   config.detection.classifier = 'svm'
   # Difficult objects are ground truth for training (R-CNN's and SPP-net's
   # code); False drops them (Fast R-CNN).
   config.detection.use_difficult = True
+  # How the detector is trained: 'pipeline' (the paper: conv5 cached, fc6-fc8
+  # fine-tuned, SVMs, box regression; the sections features, finetune, svm,
+  # bbox_regression) or 'end_to_end' (Fast R-CNN's one-stage training through
+  # the region pyramid, conv layers included; the section end_to_end,
+  # detection/training/end_to_end.py).
+  config.detection.training = 'pipeline'
 
   # The conv5 cache (detection/features/cache.py): one file per image with
   # conv5 at every scale, and of the mirrored image for fine-tuning's flips.
@@ -133,9 +144,49 @@ def base_config() -> ml_collections.ConfigDict:
   # Class-specific box regression on pooled conv5
   # (detection/training/box_regression.py).
   config.bbox_regression = ml_collections.ConfigDict()
+  # With detection.training = 'end_to_end': whether test time applies the
+  # detector's own bbox_pred deltas (no ridge regressors are trained).
   config.bbox_regression.enabled = True
   config.bbox_regression.min_iou = 0.5  # the authors' code: > 0.5
   config.bbox_regression.ridge = 4000.0
+
+  # End-to-end training (detection.training = 'end_to_end',
+  # detection/training/end_to_end.py). Defaults: Fast R-CNN's (Girshick, ICCV
+  # 2015, arXiv 1504.08083, and its released solver for VOC07).
+  config.end_to_end = ml_collections.ConfigDict()
+  config.end_to_end.num_steps = 40000  # Fast R-CNN: 30k at 1e-3, 10k at 1e-4
+  config.end_to_end.images_per_batch = 2  # N, over all processes
+  config.end_to_end.regions_per_image = 64  # R (N * R = 128 regions a step)
+  config.end_to_end.positive_fraction = 0.25
+  config.end_to_end.fg_threshold = 0.5  # IoU >= this: the box's class
+  config.end_to_end.bg_low = 0.1  # IoU in [bg_low, fg_threshold): background
+  config.end_to_end.add_ground_truth = True
+  config.end_to_end.flip = True  # each image mirrored with probability 1/2
+  # Training short sides: one scale, or a random one per image from several
+  # (Fast R-CNN: 600; multi-scale 480, 576, 688, 864, 1200). () = the test
+  # scales (detection.scales) when there is one.
+  config.end_to_end.scales = ()
+  # Images of a step are padded to one shape whose sides are multiples of
+  # this (pixels): the number of compilations is the number of such shapes.
+  config.end_to_end.bucket_step = 128
+  config.end_to_end.train_layers = 'conv3'  # fc6 | conv3 | conv2 | all
+  config.end_to_end.box_loss_weight = 1.0  # lambda of the multi-task loss
+  # Regression targets are divided by these (zero means; Fast R-CNN's code).
+  config.end_to_end.box_target_stds = (0.1, 0.1, 0.2, 0.2)
+  config.end_to_end.learning_rate = 1e-3
+  config.end_to_end.lr_drop_every = 30000  # steps between drops by lr_drop
+  config.end_to_end.lr_drop = 0.1
+  config.end_to_end.momentum = 0.9
+  config.end_to_end.weight_decay = 5e-4
+  config.end_to_end.bias_lr_multiplier = 2.0
+  # Validation mAP picks the best checkpoint: a split other than the test
+  # split; '' = no validation, the last step is used.
+  config.end_to_end.val_split = ''
+  config.end_to_end.eval_every_steps = 10000
+  config.end_to_end.log_every_steps = 500
+  config.end_to_end.checkpoint_every_steps = 5000
+  config.end_to_end.keep_latest_checkpoints = 2
+  config.end_to_end.keep_best_checkpoints = 1
 
   # Test time: per class NMS, then the best detections of the image.
   config.test = ml_collections.ConfigDict()
@@ -219,6 +270,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       not isinstance(r, int) or r < 1 for r in ranks)):
     raise ConfigError(f'config.test.svd_ranks={ranks} must be () or two '
                       'positive ranks (fc6, fc7), e.g. (1024, 256).')
+  _choice(config, 'detection.training', config.detection.training,
+          TRAINING_METHODS)
+  if config.detection.training == 'end_to_end':
+    _validate_end_to_end(config)
   if config.proposals.num_workers < -1:
     raise ConfigError('config.proposals.num_workers must be -1 (one per core), '
                       '0 (in the main process) or a count.')
@@ -243,6 +298,52 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
   return sizes
 
 
+def _validate_end_to_end(config) -> None:
+  e2e = config.end_to_end
+  _choice(config, 'end_to_end.train_layers', e2e.train_layers, TRAIN_LAYERS)
+  for name in ('num_steps', 'images_per_batch', 'regions_per_image',
+               'bucket_step', 'eval_every_steps', 'log_every_steps',
+               'checkpoint_every_steps'):
+    if not isinstance(e2e[name], int) or e2e[name] < 1:
+      raise ConfigError(f'config.end_to_end.{name}={e2e[name]!r} must be a '
+                        'positive integer.')
+  if not 0 <= e2e.positive_fraction <= 1:
+    raise ConfigError('config.end_to_end.positive_fraction='
+                      f'{e2e.positive_fraction} must be in [0, 1].')
+  if not 0 <= e2e.bg_low <= e2e.fg_threshold <= 1 or e2e.fg_threshold <= 0:
+    raise ConfigError('config.end_to_end needs 0 <= bg_low <= fg_threshold <= '
+                      f'1, fg_threshold > 0; got {e2e.bg_low} and '
+                      f'{e2e.fg_threshold}.')
+  scales = tuple(e2e.scales)
+  if any(not isinstance(s, int) or s < 1 for s in scales):
+    raise ConfigError(f'config.end_to_end.scales={scales} must be positive '
+                      'integers (short sides in pixels), or () for the test '
+                      'scale.')
+  if not scales and len(tuple(config.detection.scales)) != 1:
+    raise ConfigError('config.end_to_end.scales=() takes the test scale, but '
+                      f'config.detection.scales={tuple(config.detection.scales)}'
+                      ' has several: give the training scales.')
+  stds = tuple(e2e.box_target_stds)
+  if len(stds) != 4 or any(not s > 0 for s in stds):
+    raise ConfigError(f'config.end_to_end.box_target_stds={stds} must be four '
+                      'positive numbers, e.g. (0.1, 0.1, 0.2, 0.2).')
+  if not e2e.box_loss_weight >= 0:
+    raise ConfigError('config.end_to_end.box_loss_weight='
+                      f'{e2e.box_loss_weight} must be >= 0.')
+  if not e2e.learning_rate > 0 or e2e.lr_drop_every < 0:
+    raise ConfigError('config.end_to_end.learning_rate must be positive and '
+                      'lr_drop_every >= 0 (0: no drops).')
+  if e2e.val_split and e2e.val_split == config.eval_split:
+    raise ConfigError(f'config.end_to_end.val_split={e2e.val_split!r} is the '
+                      'test split: the best checkpoint must not be picked on '
+                      "test data; use another split or ''.")
+
+
+def training_scales(config) -> tuple[int, ...]:
+  """The short sides end-to-end training draws from."""
+  return tuple(config.end_to_end.scales) or tuple(config.detection.scales)
+
+
 def proposal_dir(config, workdir: str, split: str) -> str:
   """Where the proposals of `split` live."""
   root = config.proposals.dir or os.path.join(workdir, 'proposals')
@@ -252,9 +353,17 @@ def proposal_dir(config, workdir: str, split: str) -> str:
 def splits_of(config) -> list[str]:
   """The splits a run reads: train, validation (if any), test; no repeats."""
   return list(dict.fromkeys(
-      [config.train_split] + ([config.finetune.val_split]
-                              if config.finetune.val_split else [])
+      [config.train_split] + ([validation_split(config)]
+                              if validation_split(config) else [])
       + [config.eval_split]))
+
+
+def validation_split(config) -> str:
+  """The split picking the best checkpoint of the configured training
+  method ('' = none)."""
+  if config.detection.training == 'end_to_end':
+    return config.end_to_end.val_split
+  return config.finetune.val_split
 
 
 def feature_dir(config, workdir: str, split: str) -> str:

@@ -33,15 +33,15 @@ def run(mode: str, config, workdir: str, *, images=(),
   # Imported once JAX has started (jax.distributed must come first).
   from sppnet_jax.core.preemption import Preempted  # pylint: disable=g-import-not-at-top
   from sppnet_jax.core.train_loop import PREEMPTED_EXIT  # pylint: disable=g-import-not-at-top
-  from sppnet_jax.detection import pipeline  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.detection import pipeline, trained  # pylint: disable=g-import-not-at-top
   from sppnet_jax.detection.evaluation import report  # pylint: disable=g-import-not-at-top
   if mode == 'proposals':
     return _proposals(config, workdir)
   if mode == 'export':
-    print(pipeline.export(config, workdir), flush=True)
+    print(trained.export(config, workdir), flush=True)
     return 0
   if mode == 'detect':
-    unreadable = pipeline.detect(config, workdir, images)
+    unreadable = trained.detect(config, workdir, images)
     if unreadable:  # As --mode=predict: the others were done, exit status 1.
       print(f'{unreadable} unreadable images skipped', file=sys.stderr)
     return 1 if unreadable else 0

@@ -11,50 +11,48 @@
   eval         the test split: VOC07 mAP per class, COCO AP
                (evaluation/scoring.py)
 
+detection.training = 'end_to_end': backbone, proposals, end_to_end
+(training/end_to_end.py) and eval, conv5 from the trained conv layers
+(`scoring.score_images`), through the same `Detector`.
+
 A stage's result is a set of files in the workdir written whole (per image,
 per checkpoint or per model), so `--mode=train` run again after any stop
 skips what is done and resumes the stage that was running.
 
-`load_image_detector(path)` (`sppnet_jax.load_detector`) loads a trained
-workdir's detector for whole images, with no data set: the config and class
-names come from its fine-tuning checkpoints.
+A trained workdir's detector for whole images (the Python API, detect and
+export) is `trained.py`'s, on `load_trained`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 
 import jax
 from absl import logging
 
-from sppnet_jax.core import checkpoints, metric_output
+from sppnet_jax.core import metric_output
 from sppnet_jax.core.parallel import sync_processes
 from sppnet_jax.detection.backbone import (Backbone, detector_model,
-                                           ensure_backbone, load_backbone)
-from sppnet_jax.detection.config import (base_config, feature_dir,
-                                         parse_sizes, proposal_dir, splits_of)
+                                           ensure_backbone)
+from sppnet_jax.detection.config import feature_dir, proposal_dir, splits_of
 from sppnet_jax.detection.data import sources
 from sppnet_jax.detection.evaluation import report, scoring
 from sppnet_jax.detection.features.cache import (Conv5Store, LruImageCache,
                                                  cache_settings, compute_conv5)
 from sppnet_jax.detection.features.conv5 import MultiScaleConv5
 from sppnet_jax.detection.features.pooling import PoolingSettings
-from sppnet_jax.detection.inference import detect_mode, svd
-from sppnet_jax.detection.inference import export as detector_export
+from sppnet_jax.detection.inference import svd
+from sppnet_jax.detection.inference.head import head_params
 from sppnet_jax.detection.inference.detector import Detector
-from sppnet_jax.detection.inference.image_detector import (MIN_SCORE,
-                                                           ImageDetector)
 from sppnet_jax.detection.inference.linear_models import (BoxRegressor,
                                                           LinearClassifiers)
 from sppnet_jax.detection.proposals import job as proposal_job
 from sppnet_jax.detection.proposals.store import ProposalStore
-from sppnet_jax.detection.training import (box_regression_training, finetune,
-                                           svm_training)
+from sppnet_jax.detection.training import (box_regression_training,
+                                           end_to_end, finetune, svm_training)
 from sppnet_jax.detection.training.split_regions import load_split_regions
-from sppnet_jax.errors import CheckpointNotFoundError
 
 MODEL_FOLDER = 'detector'  # WORKDIR/detector/{svm,bbox}.npz
 
@@ -105,10 +103,10 @@ def open_run(config, workdir: str) -> DetectionRun:
   backbone = ensure_backbone(config)
   source = sources.open_source(config)
   return DetectionRun(config, workdir, backbone, tuple(source.class_names),
-                      _pooling(config, backbone), source)
+                      pooling_of(config, backbone), source)
 
 
-def _pooling(config, backbone: Backbone) -> PoolingSettings:
+def pooling_of(config, backbone: Backbone) -> PoolingSettings:
   input_size = (config.detection.input_size
                 or max(backbone.config.train_sizes))
   return PoolingSettings.of(config, backbone.config.spp_levels, input_size,
@@ -167,9 +165,18 @@ def detector_of(run: DetectionRun, params: dict, *, classifier=None,
                   batch_boxes=test.batch_boxes, svd_factors=svd_factors)
 
 
-def score(run: DetectionRun, detector: Detector,
-          split: str) -> scoring.SplitScore:
-  """The detector's score on a split whose maps are cached."""
+def is_end_to_end(config) -> bool:
+  return config.detection.training == 'end_to_end'
+
+
+def score(run: DetectionRun, detector: Detector, split: str,
+          conv5: MultiScaleConv5 | None = None) -> scoring.SplitScore:
+  """The detector's score on a split: cached maps, or images and `conv5`."""
+  if conv5 is not None:
+    return scoring.score_images(
+        detector, conv5, run.source, split, run.proposal_store(split),
+        run.ground_truth(split), run.class_names,
+        process_index=jax.process_index(), process_count=jax.process_count())
   return scoring.score_split(
       detector, run.conv5_store(split), run.proposal_store(split),
       run.ground_truth(split), run.class_names,
@@ -195,6 +202,35 @@ def run_finetuning(run: DetectionRun) -> None:
       config, run.workdir, run.backbone, run.class_names, regions,
       maps, run.pooling,
       validate=validation_map if config.finetune.val_split else None)
+
+
+def end_to_end_detector(run: DetectionRun, params: dict, *,
+                        svd_factors=None) -> tuple[Detector, MultiScaleConv5]:
+  """The detector of end-to-end `params` and the conv5 of its own conv
+  layers (`end_to_end.test_time_parts`)."""
+  head, regressor, conv5 = end_to_end.test_time_parts(
+      run.config, run.backbone, run.num_classes, params)
+  return detector_of(run, head, regressor=regressor,
+                     svd_factors=svd_factors), conv5
+
+
+def run_end_to_end(run: DetectionRun) -> None:
+  """The end_to_end stage (resumes; skipped when done)."""
+  config = run.config
+  train = config.train_split
+  images = end_to_end.load_train_images(
+      run.source, train, run.proposal_store(train),
+      add_ground_truth=config.end_to_end.add_ground_truth,
+      use_difficult=config.detection.use_difficult)
+  val = config.end_to_end.val_split
+
+  def validation_map(params):
+    detector, conv5 = end_to_end_detector(run, params)
+    return score(run, detector, val, conv5).voc['map']
+
+  end_to_end.run_end_to_end(config, run.workdir, run.backbone,
+                            run.class_names, images,
+                            validate=validation_map if val else None)
 
 
 def train_models(run: DetectionRun) -> None:
@@ -234,27 +270,43 @@ def train_models(run: DetectionRun) -> None:
 
 def load_detector(run: DetectionRun) -> tuple[Detector, int]:
   """The trained detector of the workdir, as the config asks for it."""
+  return load_trained(run)[:2]
+
+
+def load_trained(
+    run: DetectionRun) -> tuple[Detector, int, MultiScaleConv5 | None]:
+  """`load_detector` and, for end-to-end training, the conv5 of the
+  detector's own conv layers (None: the backbone's, `conv5_of`)."""
   config = run.config
+  ranks = svd.scaled_ranks(config.test.svd_ranks, run.backbone.model.fc_dim)
+  if is_end_to_end(config):
+    params, step = end_to_end.final_params(config, run.workdir, run.backbone,
+                                           run.class_names)
+    factors = (svd.load_or_factor(run.model_folder, head_params(params),
+                                  ranks, step,
+                                  write=jax.process_index() == 0)
+               if ranks else None)
+    detector, conv5 = end_to_end_detector(run, params, svd_factors=factors)
+    return detector, step, conv5
   params, step = finetune.final_params(config, run.workdir,
                                        run.backbone, run.class_names)
   classifier = (LinearClassifiers.load(run.model_path('svm.npz'))
                 if config.detection.classifier == 'svm' else None)
   regressor = (BoxRegressor.load(run.model_path('bbox.npz'))
                if config.bbox_regression.enabled else None)
-  ranks = svd.scaled_ranks(config.test.svd_ranks, run.backbone.model.fc_dim)
   factors = (svd.load_or_factor(run.model_folder, params, ranks, step,
                                 write=jax.process_index() == 0)
              if ranks else None)
   return detector_of(run, params, classifier=classifier, regressor=regressor,
-                     svd_factors=factors), step
+                     svd_factors=factors), step, None
 
 
 def evaluate(run: DetectionRun) -> scoring.SplitScore:
   """Scores the test split; writes WORKDIR/eval/detection.json and the
   TensorBoard scalars; returns the score."""
   config = run.config
-  detector, step = load_detector(run)
-  result = score(run, detector, config.eval_split)
+  detector, step, conv5 = load_trained(run)
+  result = score(run, detector, config.eval_split, conv5)
   if jax.process_index() == 0:
     folder = os.path.join(run.workdir, 'eval')
     os.makedirs(folder, exist_ok=True)
@@ -271,6 +323,9 @@ def train(config, workdir: str) -> scoring.SplitScore:
   sources.prepare_data(config)
   run = open_run(config, workdir)
   make_proposals(config, workdir)
+  if is_end_to_end(config):
+    run_end_to_end(run)
+    return evaluate(run)
   make_features(run, splits_of(config))
   run_finetuning(run)
   train_models(run)
@@ -283,84 +338,9 @@ def evaluate_only(config, workdir: str) -> scoring.SplitScore:
   sources.prepare_data(config)
   run = open_run(config, workdir)
   make_proposals(config, workdir, [config.eval_split])
-  make_features(run, [config.eval_split])
+  if not is_end_to_end(config):
+    make_features(run, [config.eval_split])
   return evaluate(run)
-
-
-def _saved_run(workdir: str) -> tuple[object, tuple[str, ...]]:
-  """(config, class names) saved with the fine-tuning checkpoints of a
-  detection workdir."""
-  try:
-    folder, step = checkpoints.locate_checkpoint(
-        os.path.join(workdir, finetune.FOLDER))
-  except CheckpointNotFoundError:
-    raise CheckpointNotFoundError(
-        f'no trained detector in {workdir} (no {finetune.FOLDER}/ '
-        'checkpoints): pass the --workdir of a detection run trained with '
-        '--mode=train.') from None
-  manager = checkpoints.open_directory(folder)
-  try:
-    metadata = checkpoints.read_metadata(
-        manager, manager.latest_step() if step is None else step)
-  finally:
-    manager.close()
-  return (checkpoints.saved_config(metadata, base_config()),
-          tuple(metadata['class_names']))
-
-
-def load_image_detector(path, config=None) -> ImageDetector:
-  """The trained detector of the detection workdir `path`, for whole images:
-  with `config` (--mode=detect: the recipe's, overrides included) or, by
-  default, the config the run was trained with. Reads no data set.
-
-  Raises:
-    CheckpointNotFoundError: `path` holds no fine-tuned detector, or the
-      backbone it was trained on (config.detection.backbone) is gone.
-  """
-  workdir = os.path.abspath(os.path.expanduser(os.fspath(path)))
-  saved, class_names = _saved_run(workdir)
-  config = config or saved
-  try:
-    backbone = load_backbone(config.detection.backbone)
-  except CheckpointNotFoundError as error:
-    raise CheckpointNotFoundError(
-        f'the detector in {workdir} needs its backbone '
-        f'{config.detection.backbone!r} (config.detection.backbone, relative '
-        f'to the current directory): {error}') from None
-  run = DetectionRun(config, workdir, backbone, class_names,
-                     _pooling(config, backbone), source=None)
-  detector, step = load_detector(run)
-  min_score = config.test.min_score
-  if math.isnan(min_score):
-    min_score = MIN_SCORE[config.detection.classifier]
-  return ImageDetector(detector, conv5_of(run),
-                       proposal_job.settings_of(config), class_names,
-                       min_score, step)
-
-
-def detect(config, workdir: str, paths) -> int:
-  """--mode=detect: the workdir's trained detector (`load_image_detector`
-  with the recipe's config) on image files (JSON lines on stdout, drawings
-  in WORKDIR/detect/); returns the number of unreadable files."""
-  return detect_mode.detect_files(load_image_detector(workdir, config), paths,
-                                  out_dir=os.path.join(workdir, 'detect'))
-
-
-def export(config, workdir: str) -> str:
-  """--mode=export: the workdir's trained detector (`load_image_detector`
-  with the recipe's config) as jax.export artefacts in WORKDIR/export/, one
-  per size of config.export.image_sizes (inference/export.py); returns the
-  line to print."""
-  image_detector = load_image_detector(workdir, config)
-  buckets = detector_export.buckets_of(
-      parse_sizes(config.export.image_sizes),
-      image_detector.conv5)
-  max_proposals = config.export.max_proposals or config.proposals.max_boxes
-  path = detector_export.export_detector(
-      image_detector, buckets, max_proposals, os.path.join(workdir, 'export'))
-  return (f'exported the detector for {len(buckets)} image sizes '
-          f'({", ".join(b.name for b in buckets)}), up to {max_proposals} '
-          f'proposals, on {", ".join(detector_export.PLATFORMS)} -> {path}')
 
 
 def summary_line(result: scoring.SplitScore) -> str:

@@ -14,7 +14,7 @@ DETECTION = os.path.join(PACKAGE, 'detection')
 # of its own room (a subpackage's modules among themselves).
 RANKS = {'config': 0, 'boxes': 0, 'stage_files': 0, 'backbone': 1, 'data': 2,
          'proposals': 3, 'features': 3, 'inference': 4, 'evaluation': 5,
-         'training': 6, 'pipeline': 7, 'main': 8}
+         'training': 6, 'pipeline': 7, 'trained': 8, 'main': 9}
 MAX_LINES = 420
 
 

@@ -50,10 +50,11 @@ def _result(workdir):
     return json.load(f)
 
 
-def _finetuned(workdir):
-  """The fine-tuned fc6-fc8 at the last step, read with Orbax directly."""
+def _finetuned(workdir, stage='finetune'):
+  """The trained parameters of `stage` (fine-tuning's fc6-fc8, or
+  end_to_end's) at the last step, read with Orbax directly."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  folder = os.path.join(workdir, 'finetune', 'checkpoints')
+  folder = os.path.join(workdir, stage, 'checkpoints')
   step = max(int(n) for n in os.listdir(folder) if n.isdigit())
   import jax  # pylint: disable=g-import-not-at-top
   path = os.path.join(folder, str(step), 'state')

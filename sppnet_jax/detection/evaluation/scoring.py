@@ -75,6 +75,34 @@ def score_split(detector, store: Conv5Store, proposal_store: ProposalStore,
                                       cached.height, cached.width)
     for box, score, label in zip(found.boxes, found.scores, found.classes):
       rows.append((index, label, score, *box))
+  return _scored(rows, image_ids, ground_truth, class_names)
+
+
+def score_images(detector, conv5, source, split: str,
+                 proposal_store: ProposalStore, ground_truth: dict,
+                 class_names, *, process_index: int = 0,
+                 process_count: int = 1) -> SplitScore:
+  """The detector's score on a split read from the data source, conv5
+  computed from each image by `conv5` (a `features.conv5.MultiScaleConv5`):
+  for detectors whose conv layers are not the cached backbone's (end-to-end
+  training). Each process detects in every P-th readable image."""
+  image_ids, rows = [], []
+  for index, example in enumerate(sources.decoded_examples(source, split)):
+    image_ids.append(example.image_id)
+    if index % process_count != process_index:
+      continue
+    height, width = example.image.shape[:2]
+    proposals = proposal_store.load(example.image_id, (height, width))
+    found = detector.detect_from_maps(conv5(example.image), proposals,
+                                      height, width)
+    for box, score, label in zip(found.boxes, found.scores, found.classes):
+      rows.append((index, label, score, *box))
+  return _scored(rows, image_ids, ground_truth, class_names)
+
+
+def _scored(rows, image_ids, ground_truth: dict, class_names) -> SplitScore:
+  """VOC and COCO scores of (image index, label, score, box) rows of this
+  process, gathered over all processes."""
   rows = gather_rows(np.asarray(rows, np.float64).reshape(-1, 7))
   detections = {name: [] for name in class_names}
   for index, label, score, *box in rows:

@@ -28,6 +28,19 @@ class ScaledMap:
   factor_x: float
 
 
+def resize_to_scale(image: np.ndarray, scale: int, step: int) -> jax.Array:
+  """uint8 (H, W, 3) -> the image with its short side at `scale`, each side a
+  multiple of `step` (`image_ops.full_image_size`): `resize.resize_to_uint8`
+  of the image zero-padded to `resize.padded_side`s, uint8. Training (the
+  end-to-end batches) and test time resize with this one function."""
+  height, width = image.shape[:2]
+  padded = np.pad(image, ((0, resize.padded_side(height) - height),
+                          (0, resize.padded_side(width) - width), (0, 0)))
+  return resize.resize_to_uint8_jitted(
+      padded, np.int32(height), np.int32(width),
+      image_ops.full_image_size(height, width, scale, step))
+
+
 class MultiScaleConv5:
   """conv5 maps of whole images at `scales` (short sides) with one model."""
 
@@ -50,15 +63,8 @@ class MultiScaleConv5:
     return image_ops.full_image_size(height, width, scale, self.step)
 
   def resized(self, image: np.ndarray) -> list[jax.Array]:
-    """uint8 (H, W, 3) -> the image at every scale (`resize.resize_to_uint8`
-    of the image zero-padded to `resize.padded_side`s, each output side a
-    multiple of `step`)."""
-    height, width = image.shape[:2]
-    padded = np.pad(image, ((0, resize.padded_side(height) - height),
-                            (0, resize.padded_side(width) - width), (0, 0)))
-    return [resize.resize_to_uint8_jitted(
-        padded, np.int32(height), np.int32(width),
-        self.resized_shape(height, width, scale)) for scale in self.scales]
+    """uint8 (H, W, 3) -> the image at every scale (`resize_to_scale`)."""
+    return [resize_to_scale(image, scale, self.step) for scale in self.scales]
 
   def __call__(self, image: np.ndarray) -> list[ScaledMap]:
     height, width = image.shape[:2]
