@@ -258,6 +258,18 @@ def _loop(run, state, step, store, writer, hooks, steps, evaluation, stop,
   loop = LoopSkeleton(store, stop, total_steps=run.total_steps,
                       log_every_steps=config.log_every_steps,
                       divergence_hint=_DIVERGENCE_HINT)
+
+  def evaluate_step(step, state, train_step, train) -> dict:
+    metrics = evaluation(state.params)
+    writer.write_scalars(step, {f'eval_{k}': v for k, v in metrics.items()})
+    _log_evaluation(step, run, metrics, train_step, train)
+    store.save_best(step, state, {k: metrics[k] for k in ('top1', 'top5', 'loss')})
+    return metrics
+
+  if step > 0 and _is_eval_step(config, step, run.steps_per_epoch,
+                                run.total_steps) and not store.evaluated(step):
+    # Stopped between this step's save and its evaluation.
+    eval_metrics = evaluate_step(step, state, step, {})
   for batch in parallel.prefetch_to_mesh(train_batches(run, step), mesh):
     if step == first_step and jax.process_index() == 0:
       # What the network sees after augmentation, once per run.
@@ -292,11 +304,7 @@ def _loop(run, state, step, store, writer, hooks, steps, evaluation, stop,
         writer.write_scalars(step, {'checkpoint_pause_ms': pause_ms})
     loop.stop_if_preempted(step, events)
     if _is_eval_step(config, step, run.steps_per_epoch, run.total_steps):
-      eval_metrics = evaluation(state.params)
-      writer.write_scalars(step, {f'eval_{k}': v for k, v in eval_metrics.items()})
-      _log_evaluation(step, run, eval_metrics, last_log_step, last_train)
-      store.save_best(step, state, {k: eval_metrics[k] for k in ('top1', 'top5',
-                                                                 'loss')})
+      eval_metrics = evaluate_step(step, state, last_log_step, last_train)
   if not eval_metrics:  # Resumed at the end: score the final state again.
     eval_metrics = evaluation(state.params)
   return eval_metrics

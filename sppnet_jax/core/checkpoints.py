@@ -223,6 +223,15 @@ class Checkpoints:
     return self.best.save(step, args=self._args(state, step=step, **extra),
                           metrics=scalars, force=True)
 
+  def evaluated(self, step: int) -> bool:
+    """Whether `step` has a best record (its state saved with its validation
+    metrics). A resumed step that was due an evaluation and has none was
+    stopped between its latest save and its evaluation (a SIGTERM honoured
+    after the save, or kill -9): the loop evaluates it before going on, so
+    that the best states are an uninterrupted run's. A step evaluated and
+    then pruned as not among the best is evaluated again, to the same end."""
+    return step in self.best.all_steps()
+
   def reached_preemption(self, step: int) -> bool:
     return self.latest.reached_preemption(step)
 

@@ -242,3 +242,37 @@ def test_own_deltas_move_the_kept_boxes_by_hand():
   np.testing.assert_allclose(
       box_lib.decode_deltas(proposals[:1], wanted[:1])[0],
       [60 - h / 2, 20 - w / 2, 60 + h / 2, 20 + w / 2], rtol=1e-6)
+
+
+def test_the_exported_end_to_end_detector_equals_detect(trained_end_to_end,
+                                                        detection_setup):
+  """--mode=export of an end-to-end workdir: its own box deltas run inside
+  the artefact (`HeadBoxRegressor.traced`), and the loader gives detect()'s
+  detections (labels equal, boxes to 1e-4)."""
+  import sppnet_jax  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.core.data import image_files  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.detection.inference import exported  # pylint: disable=g-import-not-at-top
+  from sppnet_jax.detection.proposals.selective_search import selective_search  # pylint: disable=g-import-not-at-top
+  workdir, args, _ = trained_end_to_end
+  data, _ = detection_setup
+  folder = os.path.join(data, 'test', 'images')
+  images = [image_files.image_of(os.path.join(folder, name))
+            for name in sorted(os.listdir(folder))]
+  sizes = ','.join(f'{i.shape[0]}x{i.shape[1]}' for i in images)
+  result = run_main(*args, '--mode=export', f'--config.export.image_sizes={sizes}',
+                    recipe=RECIPE, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  detector = sppnet_jax.load_detector(workdir)
+  loaded = exported.load(os.path.join(workdir, 'export'))
+  found = 0
+  for image in images:
+    proposals = box_lib.to_xyxy(selective_search(
+        image, detector.proposal_settings))[:60]
+    want = detector.detect(image, proposals, score_threshold=0.0)
+    got = loaded.detect(image, proposals, score_threshold=0.0)
+    np.testing.assert_array_equal(got['labels'], want['labels'])
+    np.testing.assert_allclose(got['boxes'], want['boxes'], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(got['scores'], want['scores'], rtol=1e-5,
+                               atol=1e-6)
+    found += len(want['labels'])
+  assert found >= 10

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from sppnet_jax.detection.features.pooling import padded_count
@@ -32,7 +34,10 @@ class HeadBoxRegressor:
 
   def __call__(self, features, classes) -> np.ndarray:
     """(N, D) pooled rows and (N,) classes (0..K-1) -> (N, 4) float64
-    deltas for `boxes.decode_deltas`."""
+    deltas for `boxes.decode_deltas`; JAX rows give float32 JAX deltas
+    (`traced`, the exported detector's)."""
+    if isinstance(features, jax.Array):
+      return self.traced(features, classes)
     features = np.asarray(features, np.float32)
     classes = np.asarray(classes).reshape(-1)
     count = features.shape[0]
@@ -50,3 +55,16 @@ class HeadBoxRegressor:
     deltas = (fc7 @ self.kernel.astype(np.float64)
               + self.bias).reshape(count, -1, 4)
     return deltas[np.arange(count), classes] * np.asarray(self.stds)
+
+  def traced(self, features, classes):
+    """`__call__` in jax.numpy, traceable, float32: (N, D) pooled rows and
+    (N,) int classes in [0, num_classes) -> (N, 4) deltas."""
+    count = features.shape[0]
+    fc7 = head.layer_outputs(self.model, self.params,
+                             features.astype(jnp.float32), 0, count,
+                             ('fc7',))['fc7'].astype(jnp.float32)
+    deltas = (jnp.dot(fc7, jnp.asarray(self.kernel, jnp.float32),
+                      precision='highest')
+              + jnp.asarray(self.bias, jnp.float32)).reshape(count, -1, 4)
+    return (deltas[jnp.arange(count), classes]
+            * jnp.asarray(self.stds, jnp.float32))

@@ -213,7 +213,22 @@ def run_end_to_end(config: ml_collections.ConfigDict, workdir: str,
   writer = metric_output.open_writer(os.path.join(workdir, FOLDER),
                                      is_main=is_main)
   stop = StopRequest()
+  fields = _training_fields(config)
+
+  def validation_due(step: int) -> bool:
+    return validate is not None and (step % settings.eval_every_steps == 0
+                                     or step == settings.num_steps)
+
+  def validate_step(step: int, state) -> None:
+    value = validate(jax.tree.map(np.asarray, state.params))
+    writer.write_scalars(step, {'end_to_end_val_map': value})
+    logging.info('End-to-end step %d/%d: validation mAP %.4f.', step,
+                 settings.num_steps, value)
+    run.store.save_best(step, state, {'map': value}, training_fields=fields)
+
   try:
+    if step > 0 and validation_due(step) and not run.store.evaluated(step):
+      validate_step(step, run.state)  # Stopped between its save and this.
     if step >= settings.num_steps:
       return step
     geometry = geometry_of(config, run.model.architecture)
@@ -245,7 +260,6 @@ def run_end_to_end(config: ml_collections.ConfigDict, workdir: str,
     state = run.state
     last_log, last_step = time.perf_counter(), step
     parts = None  # The loss parts' sums since the last report.
-    fields = _training_fields(config)
     for batch in parallel.prefetch_to_mesh(_local_batches(
         config, sampler, images, geometry, step), run.mesh):
       state, sums = train_step(state, batch)
@@ -283,14 +297,8 @@ def run_end_to_end(config: ml_collections.ConfigDict, workdir: str,
       run.store.save_latest(step, state, force=events.final,
                             training_fields=fields)
       loop.stop_if_preempted(step, events)
-      if validate is not None and (step % settings.eval_every_steps == 0
-                                   or step == settings.num_steps):
-        value = validate(jax.tree.map(np.asarray, state.params))
-        writer.write_scalars(step, {'end_to_end_val_map': value})
-        logging.info('End-to-end step %d/%d: validation mAP %.4f.', step,
-                     settings.num_steps, value)
-        run.store.save_best(step, state, {'map': value},
-                            training_fields=fields)
+      if validation_due(step):
+        validate_step(step, state)
     return step
   finally:
     stop.restore()

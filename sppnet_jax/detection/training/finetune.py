@@ -173,7 +173,21 @@ def run_finetuning(config: ml_collections.ConfigDict, workdir: str,
   writer = metric_output.open_writer(os.path.join(workdir, FOLDER),
                                      is_main=is_main)
   stop = StopRequest()
+  fields = _training_fields(config)
+
+  def validation_due(step: int) -> bool:
+    return validate is not None and (step % settings.eval_every_steps == 0
+                                     or step == settings.num_steps)
+
+  def validate_step(step: int, state, report_step: int, report: dict) -> None:
+    value = validate(jax.tree.map(np.asarray, state.params))
+    writer.write_scalars(step, {'finetune_val_map': value})
+    _log_validation(step, settings.num_steps, value, report_step, report)
+    run.store.save_best(step, state, {'map': value}, training_fields=fields)
+
   try:
+    if step > 0 and validation_due(step) and not run.store.evaluated(step):
+      validate_step(step, run.state, step, {})  # Stopped between its save and this.
     if step >= settings.num_steps:
       return step
     sampler = sampling.RegionSampler(
@@ -200,7 +214,6 @@ def run_finetuning(config: ml_collections.ConfigDict, workdir: str,
     state = run.state
     last_log, last_step = time.perf_counter(), step
     last_report = {}  # The last train report's scalars, for the console.
-    fields = _training_fields(config)
     for batch in parallel.prefetch_to_mesh(_local_batches(
         config, sampler, regions, maps, pooling, step), run.mesh):
       state, sums = train_step(state, batch)
@@ -222,13 +235,8 @@ def run_finetuning(config: ml_collections.ConfigDict, workdir: str,
       run.store.save_latest(step, state, force=events.final,
                             training_fields=fields)
       loop.stop_if_preempted(step, events)
-      if validate is not None and (step % settings.eval_every_steps == 0
-                                   or step == settings.num_steps):
-        value = validate(jax.tree.map(np.asarray, state.params))
-        writer.write_scalars(step, {'finetune_val_map': value})
-        _log_validation(step, settings.num_steps, value, last_step, last_report)
-        run.store.save_best(step, state, {'map': value},
-                            training_fields=fields)
+      if validation_due(step):
+        validate_step(step, state, last_step, last_report)
     return step
   finally:
     stop.restore()
