@@ -2,18 +2,25 @@
 detection workdir: for each rank pair (given for a full-width head, scaled
 with the workdir's fc_dim as `--config.test.svd_ranks` scales them), the test
 split's VOC07 mAP and COCO AP, the fc6-fc8 multiply-accumulates per region
-and the milliseconds per image of scoring the split (detect_from_maps on the
-cached maps: pooling, fc6-fc8, scores, NMS, box regression; maps read from
-the cache), so a user can pick ranks.
+and the milliseconds per image of scoring the split (the pipeline: on the
+cached maps, pooling, fc6-fc8, scores, NMS, box regression; end to end, the
+same after conv5 of the image by its own conv layers, as --mode=eval), so a
+user can pick ranks. Either training method's workdir:
 
   python main.py --config=configs/detection/tiny.py --workdir=runs/detection
   python benchmarks/svd_ranks.py --config=configs/detection/tiny.py \\
       --workdir=runs/detection
+  python main.py --config=configs/detection/tiny_end_to_end.py \\
+      --workdir=runs/detection_e2e
+  python benchmarks/svd_ranks.py \\
+      --config=configs/detection/tiny_end_to_end.py --workdir=runs/detection_e2e
 
 The factors are computed once per rank pair and kept in WORKDIR/detector/
 (as eval does), so a rerun only scores.
 """
 
+import os
+import sys
 import time
 
 from absl import app, flags
@@ -22,6 +29,9 @@ from ml_collections import config_flags
 from sppnet_jax import runtime
 from sppnet_jax.detection import pipeline
 from sppnet_jax.detection.inference import svd
+
+# The recipes import each other as `configs.detection...`: the repository root.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 config_flags.DEFINE_config_file('config', 'configs/detection/tiny.py',
                                 'The detection recipe the workdir was '
@@ -50,11 +60,11 @@ def main(argv):
         int(r) for r in text.split(','))
     with config.unlocked():
       config.test.svd_ranks = wanted
-    detector, _ = pipeline.load_detector(run)
+    detector, _, conv5 = pipeline.load_trained(run)
     seconds = []
     for _ in range(max(1, FLAGS.repeats)):
       start = time.perf_counter()
-      score = pipeline.score(run, detector, config.eval_split)
+      score = pipeline.score(run, detector, config.eval_split, conv5)
       seconds.append(time.perf_counter() - start)
     ranks = svd.scaled_ranks(wanted, model.fc_dim)
     rows.append((text, ranks, score, min(seconds) / score.num_images,
@@ -62,7 +72,10 @@ def main(argv):
                                ranks)))
   print(f'\n{run.num_classes}-class test split, {rows[0][2].num_images} '
         f'images; head: pool5 {fc_in} -> fc6 {model.fc_dim} -> fc7 '
-        f'{model.fc_dim}; classifier {config.detection.classifier}\n')
+        f'{model.fc_dim}; ' + ('end to end (softmax, own deltas)'
+                               if pipeline.is_end_to_end(config) else
+                               f'classifier {config.detection.classifier}')
+        + '\n')
   print('| svd_ranks (full width) | ranks here | test mAP (%) | COCO AP (%) | '
         'fc MACs per region | ms per image |')
   print('|---|---|---:|---:|---:|---:|')

@@ -74,6 +74,16 @@ def test_other_processes_write_no_summaries(tmp_path):
   assert not os.listdir(tmp_path)
 
 
-def test_the_training_clause_of_the_evaluation_line():
-  assert metric_output.training_clause(50, 2.61064, 0.11375, 298.4, 'images') == (
-      '; training at step 50: loss 2.6106, top-1 11.38%, 298 images/s')
+def test_the_validation_line_with_and_without_a_training_report(monkeypatch):
+  lines = []
+  monkeypatch.setattr(metric_output.logging, 'info',
+                      lambda message, *args: lines.append(message % args))
+  report = {'train_loss': 2.61064, 'train_top1': 0.11375,
+            'train_images_per_sec': 298.4, 'train_learning_rate': 0.1}
+  metric_output.log_validation_line('step 60: top-1 5%', 50, report,
+                                    prefix='train_', unit='images')
+  metric_output.log_validation_line('step 60: top-1 5%', 50, {},
+                                    prefix='train_', unit='images')
+  assert lines == [
+      'step 60: top-1 5%; training at step 50: loss 2.6106, top-1 11.38%, '
+      '298 images/s.', 'step 60: top-1 5%.']

@@ -28,7 +28,7 @@ from sppnet_jax.classification.state import initial_state
 from sppnet_jax.classification.steps import make_train_step
 from sppnet_jax.core import checkpoints, lookahead, metric_output, optim, parallel
 from sppnet_jax.core.preemption import StopRequest
-from sppnet_jax.core.train_loop import LoopSkeleton
+from sppnet_jax.core.train_loop import LoopSkeleton, PeriodicValidation
 from sppnet_jax.core.train_state import TrainState
 from sppnet_jax.errors import ConfigError
 
@@ -182,11 +182,8 @@ def _log_evaluation(step: int, run, eval_metrics: dict, train_step: int,
   line = (f'step {step}/{run.total_steps} (epoch {step / run.steps_per_epoch:.1f}):'
           f' validation top-1 {100 * eval_metrics["top1"]:.2f}%, top-5 '
           f'{100 * eval_metrics["top5"]:.2f}%, loss {eval_metrics["loss"]:.4f}')
-  if train:
-    line += metric_output.training_clause(
-        train_step, train['train_loss'], train['train_top1'],
-        train['train_images_per_sec'], 'images')
-  logging.info('%s.', line)
+  metric_output.log_validation_line(line, train_step, train, prefix='train_',
+                                    unit='images')
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -252,24 +249,21 @@ def _loop(run, state, step, store, writer, hooks, steps, evaluation, stop,
   """Steps from `step` to the end: logs, saves, evaluates; returns the last
   evaluation's metrics."""
   config, mesh = run.config, run.mesh
-  eval_metrics, first_step = {}, step
+  first_step = step
   last_log, last_log_step = time.perf_counter(), step
   last_train = {}  # The last train report's scalars, for the console.
   loop = LoopSkeleton(store, stop, total_steps=run.total_steps,
                       log_every_steps=config.log_every_steps,
                       divergence_hint=_DIVERGENCE_HINT)
 
-  def evaluate_step(step, state, train_step, train) -> dict:
-    metrics = evaluation(state.params)
-    writer.write_scalars(step, {f'eval_{k}': v for k, v in metrics.items()})
-    _log_evaluation(step, run, metrics, train_step, train)
-    store.save_best(step, state, {k: metrics[k] for k in ('top1', 'top5', 'loss')})
-    return metrics
-
-  if step > 0 and _is_eval_step(config, step, run.steps_per_epoch,
-                                run.total_steps) and not store.evaluated(step):
-    # Stopped between this step's save and its evaluation.
-    eval_metrics = evaluate_step(step, state, step, {})
+  validation = PeriodicValidation(
+      evaluation,
+      lambda step: _is_eval_step(config, step, run.steps_per_epoch,
+                                 run.total_steps),
+      store, writer, prefix='eval_', best_keys=('top1', 'top5', 'loss'),
+      log=lambda step, metrics, train_step, train: _log_evaluation(
+          step, run, metrics, train_step, train))
+  eval_metrics = validation.catch_up(step, state)
   for batch in parallel.prefetch_to_mesh(train_batches(run, step), mesh):
     if step == first_step and jax.process_index() == 0:
       # What the network sees after augmentation, once per run.
@@ -303,8 +297,8 @@ def _loop(run, state, step, store, writer, hooks, steps, evaluation, stop,
         pause_ms = 1e3 * (time.perf_counter() - start)  # Until the save is async.
         writer.write_scalars(step, {'checkpoint_pause_ms': pause_ms})
     loop.stop_if_preempted(step, events)
-    if _is_eval_step(config, step, run.steps_per_epoch, run.total_steps):
-      eval_metrics = evaluate_step(step, state, last_log_step, last_train)
+    if validation.due(step):
+      eval_metrics = validation(step, state, last_log_step, last_train)
   if not eval_metrics:  # Resumed at the end: score the final state again.
     eval_metrics = evaluation(state.params)
   return eval_metrics

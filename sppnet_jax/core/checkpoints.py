@@ -23,7 +23,8 @@ import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
-from sppnet_jax.errors import CheckpointError, CheckpointNotFoundError
+from sppnet_jax.errors import (CheckpointError, CheckpointNotFoundError,
+                               ConfigError)
 
 STATE, METADATA = 'state', 'metadata'
 # Fields that decide the shapes of the parameters: a checkpoint only fits a model
@@ -254,6 +255,40 @@ class Checkpoints:
   def restore(self, manager: ocp.CheckpointManager, step: int,
               abstract_state: Any) -> tuple[Any, dict]:
     return restore(manager, step, abstract_state, self.config)
+
+  def resume(self, abstract_state: Any, training_fields: dict,
+             what: str) -> tuple[Any, int]:
+    """(state, step) of the latest checkpoint, or (`abstract_state`, 0) when
+    nothing is saved yet. A run resumes only with the settings it was started
+    with: `training_fields` (those that change what it computes, saved with
+    every step as `training_fields=`) differing from the saved ones raise a
+    one-line ConfigError naming each change, the store closed first."""
+    step = self.latest_step()
+    if step is None:
+      return abstract_state, 0
+    state, metadata = self.restore(self.latest, step, abstract_state)
+    changes = config_changes(metadata.get('training_fields', {}),
+                             training_fields, resumable=())
+    if changes:
+      self.close()
+      raise ConfigError(
+          f'{self.workdir} holds {what} with other settings '
+          f'({"; ".join(changes)}): use another --workdir, or the settings '
+          'it was started with.')
+    return state, step
+
+  def restore_final(self, abstract_state: Any, *, use_best: bool,
+                    what: str) -> tuple[Any, int]:
+    """(state, step) that test time uses: the best record's when `use_best`
+    and there is one, else the latest step's. Raises ConfigError, naming
+    `what` was looked for, when nothing is saved."""
+    best = self.best_step() if use_best else None
+    manager, step = ((self.best, best) if best is not None
+                     else (self.latest, self.latest_step()))
+    if step is None:
+      raise ConfigError(f'{self.workdir} holds no {what}: run --mode=train '
+                        'first.')
+    return self.restore(manager, step, abstract_state)[0], step
 
 
 def saved_config(metadata: dict,

@@ -10,12 +10,18 @@ from absl import logging
 from clu import metric_writers
 
 
-def training_clause(step: int, loss: float, top1: float, rate: float,
-                    unit: str) -> str:
-  """'; training at step N: loss L, top-1 T%, R UNIT/s': the last training
-  report's part of the loops' console line per evaluation."""
-  return (f'; training at step {step}: loss {loss:.4f}, top-1 '
-          f'{100 * top1:.2f}%, {rate:.0f} {unit}/s')
+def log_validation_line(line: str, report_step: int, report: dict, *,
+                        prefix: str, unit: str) -> None:
+  """Logs a loop's console line per validation: `line` (its metrics) and,
+  when `report` (the last training report's scalars, named `prefix` + loss,
+  top1 and UNIT_per_sec; step `report_step`) has any, '; training at step N:
+  loss L, top-1 T%, R UNIT/s'."""
+  if report:
+    line += (f'; training at step {report_step}: loss '
+             f'{report[prefix + "loss"]:.4f}, top-1 '
+             f'{100 * report[prefix + "top1"]:.2f}%, '
+             f'{report[f"{prefix}{unit}_per_sec"]:.0f} {unit}/s')
+  logging.info('%s.', line)
 
 
 def open_writer(logdir: str, *, is_main: bool = True) -> metric_writers.MultiWriter:

@@ -1,8 +1,10 @@
 """The skeleton every training loop of the project shares (classification's
-`train.py`, detection's fine-tuning): after each step, merge the step's metric
-sums, decide whether this step logs, is the last one or was preempted, check
-the loss before anything is saved, and stop cleanly after saving on a
-termination signal (the same command then resumes: `PREEMPTED_EXIT`).
+`train.py`, detection's `training/stage_loop.py`): after each step, merge
+the step's metric sums, decide whether this step logs, is the last one or
+was preempted, check the loss before anything is saved, and stop cleanly
+after saving on a
+termination signal (the same command then resumes: `PREEMPTED_EXIT`); and
+the periodic validation that keeps the best states (`PeriodicValidation`).
 
 Invariants: a diverged loss raises before the state of that step is saved, so
 the latest checkpoint is always the last good one; every process decides
@@ -112,3 +114,58 @@ class LoopSkeleton:
       self.store.wait()
       raise Preempted(f'{self.what} stopped at step {step} on a termination '
                       'signal, after saving; the same command resumes there.')
+
+
+class PeriodicValidation:
+  """A loop's validation: run at the steps `due` names, each result written
+  as TensorBoard scalars (`prefix` + metric name), reported by `log` and
+  saved with the state as a candidate best (`store.save_best` on the metrics
+  `best_keys`, with `save_extra` in its record).
+
+  Invariant: every due step of a run gets a best record, even across a stop
+  between its latest save and its validation (`catch_up`), so the best states
+  are an uninterrupted run's.
+
+  Args:
+    validate: params -> {metric name: float} (None: no validation; nothing
+      is ever due).
+    due: step -> whether that step is validated.
+    store: the run's `core.checkpoints.Checkpoints`.
+    writer: the run's clu metric writer.
+    log: (step, metrics, report_step, report) -> None, the console's line;
+      `report` is the last training report's scalars (step `report_step`),
+      {} when there is none.
+  """
+
+  def __init__(self, validate, due, store, writer, *, prefix: str,
+               best_keys: tuple[str, ...], log, **save_extra):
+    self._validate, self._due = validate, due
+    self.store, self.writer, self.prefix = store, writer, prefix
+    self.best_keys, self.log, self.save_extra = best_keys, log, save_extra
+
+  def due(self, step: int) -> bool:
+    return self._validate is not None and self._due(step)
+
+  def __call__(self, step: int, state, report_step: int,
+               report: dict) -> dict:
+    """Validates `state` (at `step`); returns the metrics."""
+    metrics = self._validate(state.params)
+    self.writer.write_scalars(
+        step, {f'{self.prefix}{k}': v for k, v in metrics.items()})
+    self.log(step, metrics, report_step, report)
+    self.store.save_best(step, state, {k: metrics[k] for k in self.best_keys},
+                         **self.save_extra)
+    return metrics
+
+  def catch_up(self, step: int, state) -> dict:
+    """At a resume: validates `step` when it was due and has no best record
+    (the run stopped between its save and its validation); returns the
+    metrics, {} when nothing was run."""
+    if step > 0 and self.due(step) and not self.store.evaluated(step):
+      return self(step, state, step, {})
+    return {}
+
+
+def every_steps(every: int, total_steps: int):
+  """The `due` of a validation every `every` steps and at the last."""
+  return lambda step: step % every == 0 or step == total_steps

@@ -208,8 +208,10 @@ def end_to_end_detector(run: DetectionRun, params: dict, *,
                         svd_factors=None) -> tuple[Detector, MultiScaleConv5]:
   """The detector of end-to-end `params` and the conv5 of its own conv
   layers (`end_to_end.test_time_parts`)."""
+  if svd_factors is not None:  # on the device once, for both users
+    svd_factors = jax.device_put(svd_factors)
   head, regressor, conv5 = end_to_end.test_time_parts(
-      run.config, run.backbone, run.num_classes, params)
+      run.config, run.backbone, run.num_classes, params, svd_factors)
   return detector_of(run, head, regressor=regressor,
                      svd_factors=svd_factors), conv5
 

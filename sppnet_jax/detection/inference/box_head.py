@@ -21,12 +21,15 @@ from sppnet_jax.errors import DataError
 @dataclasses.dataclass(frozen=True)
 class HeadBoxRegressor:
   """model/params: the detector's network and its fc6-fc8; kernel (D, 4 K)
-  and bias (4 K,): bbox_pred; stds (4,): the targets' normalisation."""
+  and bias (4 K,): bbox_pred; stds (4,): the targets' normalisation;
+  factors: fc6/fc7 as `svd.factor_head` factors (None: whole), so that the
+  deltas come from the same fc7 as the scores."""
   model: object
   params: dict
   kernel: np.ndarray
   bias: np.ndarray
   stds: tuple
+  factors: dict | None = None
 
   @property
   def num_classes(self) -> int:
@@ -51,7 +54,8 @@ class HeadBoxRegressor:
     rows = np.zeros((size, features.shape[1]), np.float32)
     rows[:count] = features
     fc7 = np.asarray(head.layer_outputs(self.model, self.params, rows, 0, size,
-                                        ('fc7',))['fc7'], np.float64)[:count]
+                                        ('fc7',), self.factors)['fc7'],
+                     np.float64)[:count]
     deltas = (fc7 @ self.kernel.astype(np.float64)
               + self.bias).reshape(count, -1, 4)
     return deltas[np.arange(count), classes] * np.asarray(self.stds)
@@ -62,7 +66,7 @@ class HeadBoxRegressor:
     count = features.shape[0]
     fc7 = head.layer_outputs(self.model, self.params,
                              features.astype(jnp.float32), 0, count,
-                             ('fc7',))['fc7'].astype(jnp.float32)
+                             ('fc7',), self.factors)['fc7'].astype(jnp.float32)
     deltas = (jnp.dot(fc7, jnp.asarray(self.kernel, jnp.float32),
                       precision='highest')
               + jnp.asarray(self.bias, jnp.float32)).reshape(count, -1, 4)

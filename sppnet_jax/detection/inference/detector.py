@@ -55,6 +55,13 @@ class Detector:
   batch_boxes: int = 1024
   svd_factors: dict | None = None  # fc6/fc7 as `svd.factor_head` factors
 
+  def __post_init__(self):
+    # The head's weights live on the device from here on: a NumPy argument
+    # would be copied to it again at every call of the jitted head.
+    self.params = jax.device_put(self.params)
+    if self.svd_factors is not None:
+      self.svd_factors = jax.device_put(self.svd_factors)
+
   def pooled_groups(self, maps: Sequence[ScaledMap], boxes, height: int,
                     width: int) -> list:
     """`pooling.pool_groups` with the detector's pooling settings: the

@@ -6,8 +6,8 @@ Each step draws N images x R regions with `image_sampling.ImageSampler` (a
 pure function of seed and step), every process assembles its images'
 arrays (`image_batches`: resized, mirrored, padded to the step's shape
 bucket), and the jitted step (`end_to_end_step.py`) updates the replicated
-parameters on the mesh; the loop's bookkeeping (metrics, divergence,
-preemption, saving) is `core.train_loop`'s, as fine-tuning's. The learning
+parameters on the mesh; the loop (metrics, divergence, preemption, saving,
+validation) is `stage_loop`'s, as fine-tuning's. The learning
 rate drops by `lr_drop` every `lr_drop_every` steps; weights decay, biases
 learn at bias_lr_multiplier x the rate; frozen layers (train_layers) learn
 nothing.
@@ -26,18 +26,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from typing import Callable
 
 import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from clu import periodic_actions
 
-from sppnet_jax.core import checkpoints, metric_output, parallel
-from sppnet_jax.core.preemption import StopRequest
-from sppnet_jax.core.train_loop import LoopSkeleton
+from sppnet_jax.core import checkpoints, parallel
 from sppnet_jax.core.train_state import TrainState
 from sppnet_jax.detection.backbone import Backbone, detector_model
 from sppnet_jax.detection.config import training_scales
@@ -47,10 +43,10 @@ from sppnet_jax.detection.inference.box_head import HeadBoxRegressor
 from sppnet_jax.detection.inference.head import head_params
 from sppnet_jax.detection.proposals.store import ProposalStore
 from sppnet_jax.detection.training import (end_to_end_model, end_to_end_step,
-                                           image_batches, image_sampling)
+                                           image_batches, image_sampling,
+                                           stage_loop)
 from sppnet_jax.detection.training.finetune import schedule_of
 from sppnet_jax.detection.training.sampling import label_regions
-from sppnet_jax.errors import ConfigError
 
 FOLDER = 'end_to_end'
 # The fields that change what training computes: a resumed run must keep
@@ -105,19 +101,8 @@ def open_end_to_end(config, workdir: str, backbone: Backbone,
   store = checkpoints.Checkpoints(os.path.join(workdir, FOLDER), config,
                                   tuple(class_names), policy=settings,
                                   best_metric='map')
-  step = 0
-  if store.latest_step() is not None:
-    step = store.latest_step()
-    state, metadata = store.restore(store.latest, step, state)
-    changes = checkpoints.config_changes(metadata.get('training_fields', {}),
-                                         _training_fields(config),
-                                         resumable=())
-    if changes:
-      store.close()
-      raise ConfigError(
-          f'{workdir}/{FOLDER} holds end-to-end training with other settings '
-          f'({"; ".join(changes)}): use another --workdir, or the settings '
-          'it was started with.')
+  state, step = store.resume(state, _training_fields(config),
+                             'end-to-end training')
   return EndToEnd(model, state, sharding, schedule, mesh, store, frozen), step
 
 
@@ -127,34 +112,33 @@ def final_params(config, workdir: str, backbone: Backbone,
   there is a validation split, else the last step's (NumPy)."""
   run, _ = open_end_to_end(config, workdir, backbone, class_names)
   try:
-    use_best = bool(config.end_to_end.val_split) and run.store.best_step()
-    manager = run.store.best if use_best else run.store.latest
-    step = run.store.best_step() if use_best else run.store.latest_step()
-    if step is None:
-      raise ConfigError(f'{workdir}/{FOLDER} holds no trained state: run '
-                        '--mode=train first.')
-    state, _ = run.store.restore(manager, step, run.state)
+    state, step = run.store.restore_final(
+        run.state, use_best=bool(config.end_to_end.val_split),
+        what='end-to-end trained state')
   finally:
     run.store.close()
   return jax.tree.map(np.asarray, state.params), step
 
 
 def test_time_parts(config, backbone: Backbone, num_classes: int,
-                    params: dict):
+                    params: dict, svd_factors: dict | None = None):
   """(fc6-fc8 params, the detector's own box regressor or None when
   bbox_regression.enabled is False, conv5 of its trained conv layers at the
   test scales) of trained `params`: what `inference.detector.Detector` and
-  its callers take."""
+  its callers take. `svd_factors`: fc6/fc7's truncated SVD, which the
+  regressor then runs as the detector does."""
   model = detector_model(backbone, num_classes)
   box = params[end_to_end_model.BOX_LAYER]
-  regressor = (HeadBoxRegressor(model, head_params(params),
+  head = jax.device_put(head_params(params))  # once, for every call
+  regressor = (HeadBoxRegressor(model, head,
                                 np.asarray(box['kernel']),
                                 np.asarray(box['bias']),
-                                tuple(config.end_to_end.box_target_stds))
+                                tuple(config.end_to_end.box_target_stds),
+                                svd_factors)
                if config.bbox_regression.enabled else None)
   conv5 = MultiScaleConv5(model, end_to_end_model.network_params(params),
                           config.detection.scales, config.detection.size_step)
-  return head_params(params), regressor, conv5
+  return head, regressor, conv5
 
 
 def load_train_images(source, split: str, proposal_store: ProposalStore, *,
@@ -192,11 +176,6 @@ def _local_batches(config, sampler, images, geometry, first_step):
     yield image_batches.assemble(mine, images, geometry, bucket)
 
 
-def _part_sums(sums: dict) -> dict:
-  """The loss parts and the foreground fraction of a step's sums."""
-  return {k: sums[k] for k in ('cls', 'box', 'foreground', 'count')}
-
-
 def run_end_to_end(config: ml_collections.ConfigDict, workdir: str,
                    backbone: Backbone, class_names,
                    images: list[image_batches.TrainImage], *,
@@ -207,28 +186,30 @@ def run_end_to_end(config: ml_collections.ConfigDict, workdir: str,
   parallel.local_batch_size(settings.images_per_batch,
                             'end_to_end.images_per_batch')
   run, step = open_end_to_end(config, workdir, backbone, class_names)
-  if 0 < step < settings.num_steps:
-    logging.info('End-to-end training resumes from step %d.', step)
-  is_main = jax.process_index() == 0
-  writer = metric_output.open_writer(os.path.join(workdir, FOLDER),
-                                     is_main=is_main)
-  stop = StopRequest()
-  fields = _training_fields(config)
+  stage_loop.log_resume('End-to-end training', step, settings.num_steps)
 
-  def validation_due(step: int) -> bool:
-    return validate is not None and (step % settings.eval_every_steps == 0
-                                     or step == settings.num_steps)
-
-  def validate_step(step: int, state) -> None:
-    value = validate(jax.tree.map(np.asarray, state.params))
-    writer.write_scalars(step, {'end_to_end_val_map': value})
+  def log_validation(step: int, value: float, *_) -> None:
     logging.info('End-to-end step %d/%d: validation mAP %.4f.', step,
                  settings.num_steps, value)
-    run.store.save_best(step, state, {'map': value}, training_fields=fields)
 
-  try:
-    if step > 0 and validation_due(step) and not run.store.evaluated(step):
-      validate_step(step, run.state)  # Stopped between its save and this.
+  def report(step: int, scalars: dict) -> None:
+    logging.info(
+        'End-to-end step %d/%d: loss %.4f (classes %.4f, boxes %.4f), '
+        'top-1 %.2f%%, foreground %.1f%%, %.1f images/s, lr %.3g.', step,
+        settings.num_steps, scalars['end_to_end_loss'],
+        scalars['end_to_end_cls'], scalars['end_to_end_box'],
+        100 * scalars['end_to_end_top1'],
+        100 * scalars['end_to_end_foreground'],
+        scalars['end_to_end_images_per_sec'],
+        scalars['end_to_end_learning_rate'])
+
+  with stage_loop.stage_loop(
+      run.store, os.path.join(workdir, FOLDER), settings, run.state, step,
+      what='end-to-end training', prefix='end_to_end_', unit='images',
+      examples_per_step=settings.images_per_batch,
+      training_fields=_training_fields(config),
+      learning_rate_flag='end_to_end.learning_rate', validate=validate,
+      log_validation=log_validation) as loop:
     if step >= settings.num_steps:
       return step
     geometry = geometry_of(config, run.model.architecture)
@@ -250,58 +231,7 @@ def run_end_to_end(config: ml_collections.ConfigDict, workdir: str,
         freeze_conv=settings.train_layers == 'fc6',
         box_loss_weight=settings.box_loss_weight, mesh=run.mesh,
         state_sharding=run.state_sharding)
-    hooks = ([periodic_actions.ReportProgress(
-        num_train_steps=settings.num_steps, writer=writer)] if is_main else [])
-    loop = LoopSkeleton(
-        run.store, stop, total_steps=settings.num_steps,
-        log_every_steps=settings.log_every_steps, what='end-to-end training',
-        divergence_hint='lower --config.end_to_end.learning_rate and rerun (it '
-        'resumes from the last good checkpoint).')
-    state = run.state
-    last_log, last_step = time.perf_counter(), step
-    parts = None  # The loss parts' sums since the last report.
-    for batch in parallel.prefetch_to_mesh(_local_batches(
-        config, sampler, images, geometry, step), run.mesh):
-      state, sums = train_step(state, batch)
-      step += 1
-      events = loop.after_step(step, sums)
-      new = _part_sums(sums)
-      parts = new if parts is None else jax.tree.map(lambda a, b: a + b,
-                                                     parts, new)
-      for hook in hooks:
-        hook(step)
-      if events.log:
-        values = loop.values(step)
-        now = time.perf_counter()
-        scalars = {f'end_to_end_{k}': float(v) for k, v in values.items()}
-        count = max(float(parts['count']), 1.0)
-        for k in ('cls', 'box', 'foreground'):
-          scalars[f'end_to_end_{k}'] = float(parts[k]) / count
-        scalars['end_to_end_images_per_sec'] = (
-            (step - last_step) * settings.images_per_batch
-            / max(now - last_log, 1e-9))
-        writer.write_scalars(step, scalars)
-        writer.flush()
-        logging.info(
-            'End-to-end step %d/%d: loss %.4f (classes %.4f, boxes %.4f), '
-            'top-1 %.2f%%, foreground %.1f%%, %.1f images/s, lr %.3g.', step,
-            settings.num_steps, scalars['end_to_end_loss'],
-            scalars['end_to_end_cls'], scalars['end_to_end_box'],
-            100 * scalars['end_to_end_top1'],
-            100 * scalars['end_to_end_foreground'],
-            scalars['end_to_end_images_per_sec'],
-            scalars['end_to_end_learning_rate'])
-        loop.reset()
-        parts = None
-        last_log, last_step = now, step
-      run.store.save_latest(step, state, force=events.final,
-                            training_fields=fields)
-      loop.stop_if_preempted(step, events)
-      if validation_due(step):
-        validate_step(step, state)
-    return step
-  finally:
-    stop.restore()
-    run.store.wait()
-    run.store.close()
-    writer.flush()
+    return loop.run(parallel.prefetch_to_mesh(_local_batches(
+        config, sampler, images, geometry, step), run.mesh),
+                    train_step, run.state, step,
+                    part_names=('cls', 'box', 'foreground'), report=report)

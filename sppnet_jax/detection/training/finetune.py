@@ -4,11 +4,11 @@
 Each step draws its global mini-batch with `sampling.RegionSampler` (a pure
 function of seed and step: 25% foreground, flips), every process pools its
 share from the cached maps (`split_regions.pool_batch`), and the jitted step
-(`finetune_step.py`) updates the replicated fc layers on the mesh; the loop's
-bookkeeping (metrics, divergence, preemption, saving) is `core.train_loop`'s,
-as classification's. The learning rate drops by `lr_drop` every
-`lr_drop_every` steps (the authors' step schedule); weights decay, biases
-learn at twice the rate (core.optim, as classification).
+(`finetune_step.py`) updates the replicated fc layers on the mesh; the loop
+(metrics, divergence, preemption, saving, validation) is `stage_loop`'s, on
+`core.train_loop` as classification's. The learning rate drops by `lr_drop`
+every `lr_drop_every` steps (the authors' step schedule); weights decay,
+biases learn at twice the rate (core.optim, as classification).
 
 Orbax keeps the latest states in WORKDIR/finetune/checkpoints (every
 `checkpoint_every_steps`, on SIGTERM or a preemption notice, at the end) and,
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from typing import Callable
 
 import jax
@@ -30,20 +29,17 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
-from clu import periodic_actions
 
 from sppnet_jax.core import checkpoints, metric_output, optim, parallel
-from sppnet_jax.core.preemption import StopRequest
-from sppnet_jax.core.train_loop import LoopSkeleton
 from sppnet_jax.core.train_state import TrainState
 from sppnet_jax.detection.backbone import (Backbone, detection_params,
                                            detector_model)
 from sppnet_jax.detection.features.cache import LruImageCache
 from sppnet_jax.detection.features.pooling import PoolingSettings
 from sppnet_jax.detection.inference.head import head_params
-from sppnet_jax.detection.training import sampling, split_regions
+from sppnet_jax.detection.training import (sampling, split_regions,
+                                           stage_loop)
 from sppnet_jax.detection.training.finetune_step import make_finetune_step
-from sppnet_jax.errors import ConfigError
 
 FOLDER = 'finetune'
 # The fields that change what fine-tuning computes: a resumed run must keep
@@ -103,19 +99,7 @@ def open_finetuning(config, workdir: str, backbone: Backbone,
   store = checkpoints.Checkpoints(os.path.join(workdir, FOLDER), config,
                                   tuple(class_names), policy=config.finetune,
                                   best_metric='map')
-  step = 0
-  if store.latest_step() is not None:
-    step = store.latest_step()
-    state, metadata = store.restore(store.latest, step, state)
-    changes = checkpoints.config_changes(metadata.get('training_fields', {}),
-                                         _training_fields(config),
-                                         resumable=())
-    if changes:
-      store.close()
-      raise ConfigError(
-          f'{workdir}/{FOLDER} holds fine-tuning with other settings '
-          f'({"; ".join(changes)}): use another --workdir, or the settings '
-          'it was started with.')
+  state, step = store.resume(state, _training_fields(config), 'fine-tuning')
   return Finetuning(model, state, sharding, schedule, mesh, store), step
 
 
@@ -125,13 +109,9 @@ def final_params(config, workdir: str, backbone: Backbone,
   when there is a validation split, else the last step's."""
   run, _ = open_finetuning(config, workdir, backbone, class_names)
   try:
-    use_best = bool(config.finetune.val_split) and run.store.best_step()
-    manager = run.store.best if use_best else run.store.latest
-    step = run.store.best_step() if use_best else run.store.latest_step()
-    if step is None:
-      raise ConfigError(f'{workdir}/{FOLDER} holds no fine-tuned state: run '
-                        '--mode=train first.')
-    state, _ = run.store.restore(manager, step, run.state)
+    state, step = run.store.restore_final(
+        run.state, use_best=bool(config.finetune.val_split),
+        what='fine-tuned state')
   finally:
     run.store.close()
   return jax.tree.map(np.asarray, state.params), step
@@ -145,16 +125,16 @@ def _local_batches(config, sampler, regions, maps, pooling, first_step):
            'label': batch.labels, 'position': batch.positions}
 
 
-def _log_validation(step: int, num_steps: int, val_map: float,
-                    report_step: int, report: dict) -> None:
-  """The console's line per validation: its mAP (softmax scores), and the last
-  training report (step `report_step`) when there is one."""
-  line = f'Fine-tuning step {step}/{num_steps}: validation mAP (softmax) {val_map:.4f}'
-  if report:
-    line += metric_output.training_clause(
-        report_step, report['finetune_loss'], report['finetune_top1'],
-        report['finetune_regions_per_sec'], 'regions')
-  logging.info('%s.', line)
+def _log_validation(num_steps: int):
+  """The console's line per validation: its mAP (softmax scores), and the
+  last training report when there is one."""
+
+  def log(step: int, value: float, report_step: int, report: dict) -> None:
+    metric_output.log_validation_line(
+        f'Fine-tuning step {step}/{num_steps}: validation mAP (softmax) '
+        f'{value:.4f}', report_step, report, prefix='finetune_',
+        unit='regions')
+  return log
 
 
 def run_finetuning(config: ml_collections.ConfigDict, workdir: str,
@@ -167,27 +147,14 @@ def run_finetuning(config: ml_collections.ConfigDict, workdir: str,
   settings = config.finetune
   parallel.local_batch_size(settings.batch_size, 'finetune.batch_size')
   run, step = open_finetuning(config, workdir, backbone, class_names)
-  if 0 < step < settings.num_steps:
-    logging.info('Fine-tuning resumes from step %d.', step)
-  is_main = jax.process_index() == 0
-  writer = metric_output.open_writer(os.path.join(workdir, FOLDER),
-                                     is_main=is_main)
-  stop = StopRequest()
-  fields = _training_fields(config)
-
-  def validation_due(step: int) -> bool:
-    return validate is not None and (step % settings.eval_every_steps == 0
-                                     or step == settings.num_steps)
-
-  def validate_step(step: int, state, report_step: int, report: dict) -> None:
-    value = validate(jax.tree.map(np.asarray, state.params))
-    writer.write_scalars(step, {'finetune_val_map': value})
-    _log_validation(step, settings.num_steps, value, report_step, report)
-    run.store.save_best(step, state, {'map': value}, training_fields=fields)
-
-  try:
-    if step > 0 and validation_due(step) and not run.store.evaluated(step):
-      validate_step(step, run.state, step, {})  # Stopped between its save and this.
+  stage_loop.log_resume('Fine-tuning', step, settings.num_steps)
+  with stage_loop.stage_loop(
+      run.store, os.path.join(workdir, FOLDER), settings, run.state, step,
+      what='fine-tuning', prefix='finetune_', unit='regions',
+      examples_per_step=settings.batch_size,
+      training_fields=_training_fields(config),
+      learning_rate_flag='finetune.learning_rate', validate=validate,
+      log_validation=_log_validation(settings.num_steps)) as loop:
     if step >= settings.num_steps:
       return step
     sampler = sampling.RegionSampler(
@@ -204,42 +171,6 @@ def run_finetuning(config: ml_collections.ConfigDict, workdir: str,
     train_step = make_finetune_step(run.model, run.schedule,
                                     seed=config.seed, mesh=run.mesh,
                                     state_sharding=run.state_sharding)
-    hooks = ([periodic_actions.ReportProgress(
-        num_train_steps=settings.num_steps, writer=writer)] if is_main else [])
-    loop = LoopSkeleton(
-        run.store, stop, total_steps=settings.num_steps,
-        log_every_steps=settings.log_every_steps, what='fine-tuning',
-        divergence_hint='lower --config.finetune.learning_rate and rerun (it '
-        'resumes from the last good checkpoint).')
-    state = run.state
-    last_log, last_step = time.perf_counter(), step
-    last_report = {}  # The last train report's scalars, for the console.
-    for batch in parallel.prefetch_to_mesh(_local_batches(
-        config, sampler, regions, maps, pooling, step), run.mesh):
-      state, sums = train_step(state, batch)
-      step += 1
-      events = loop.after_step(step, sums)
-      for hook in hooks:
-        hook(step)
-      if events.log:
-        values = loop.values(step)
-        now = time.perf_counter()
-        scalars = {f'finetune_{k}': float(v) for k, v in values.items()}
-        scalars['finetune_regions_per_sec'] = (
-            (step - last_step) * settings.batch_size / max(now - last_log, 1e-9))
-        writer.write_scalars(step, scalars)
-        writer.flush()
-        loop.reset()
-        last_report = scalars
-        last_log, last_step = now, step
-      run.store.save_latest(step, state, force=events.final,
-                            training_fields=fields)
-      loop.stop_if_preempted(step, events)
-      if validation_due(step):
-        validate_step(step, state, last_step, last_report)
-    return step
-  finally:
-    stop.restore()
-    run.store.wait()
-    run.store.close()
-    writer.flush()
+    return loop.run(parallel.prefetch_to_mesh(_local_batches(
+        config, sampler, regions, maps, pooling, step), run.mesh),
+                    train_step, run.state, step)

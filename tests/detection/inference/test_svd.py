@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from sppnet_jax.core.zf5 import SPPNet
 from sppnet_jax.detection.config import base_config, validate_config
 from sppnet_jax.detection.inference import head, svd
+from sppnet_jax.detection.inference.box_head import HeadBoxRegressor
 from sppnet_jax.errors import ConfigError
 
 
@@ -101,3 +102,33 @@ def test_factors_are_stored_once_and_read_back(tmp_path):
   for name in ('fc6', 'fc7'):
     for a, b in zip(made[name], read[name]):
       np.testing.assert_array_equal(a, b)
+
+
+def test_the_end_to_end_box_deltas_run_through_the_factored_layers():
+  """HeadBoxRegressor with factors: its deltas come from the fc7 of the
+  rank-r layers (scipy in float64 here), in NumPy and traced alike."""
+  model, params = _head()
+  rng = np.random.default_rng(2)
+  pooled = rng.standard_normal(
+      (6, params['fc6']['kernel'].shape[0])).astype(np.float32)
+  kernel = rng.standard_normal((48, 20)).astype(np.float32)
+  bias = rng.standard_normal(20).astype(np.float32)
+  classes = np.array([0, 4, 2, 1, 3, 0])
+  stds = (0.1, 0.1, 0.2, 0.2)
+  x = pooled.astype(np.float64)
+  for name, rank in (('fc6', 20), ('fc7', 8)):
+    u, s, vt = scipy.linalg.svd(np.asarray(params[name]['kernel'], np.float64),
+                                full_matrices=False, lapack_driver='gesvd')
+    x = np.maximum(x @ ((u[:, :rank] * s[:rank]) @ vt[:rank])
+                   + np.asarray(params[name]['bias'], np.float64), 0)
+  want = ((x @ kernel + bias).reshape(6, 5, 4)[np.arange(6), classes]
+          * np.asarray(stds))
+  regressor = HeadBoxRegressor(model, params, kernel, bias, stds,
+                               svd.factor_head(params, (20, 8)))
+  np.testing.assert_allclose(regressor(pooled, classes), want, rtol=1e-4,
+                             atol=1e-4)
+  np.testing.assert_allclose(
+      regressor.traced(jnp.asarray(pooled), jnp.asarray(classes)), want,
+      rtol=1e-4, atol=1e-4)
+  whole = HeadBoxRegressor(model, params, kernel, bias, stds)
+  assert np.abs(whole(pooled, classes) - want).max() > 1e-2
