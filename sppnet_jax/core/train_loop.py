@@ -2,9 +2,9 @@
 `train.py`, detection's `training/stage_loop.py`): after each step, merge
 the step's metric sums, decide whether this step logs, is the last one or
 was preempted, check the loss before anything is saved, and stop cleanly
-after saving on a
-termination signal (the same command then resumes: `PREEMPTED_EXIT`); and
-the periodic validation that keeps the best states (`PeriodicValidation`).
+after saving on a termination signal (the same command then resumes:
+`PREEMPTED_EXIT`); and the periodic validation that keeps the best states
+(`PeriodicValidation`).
 
 Invariants: a diverged loss raises before the state of that step is saved, so
 the latest checkpoint is always the last good one; every process decides
