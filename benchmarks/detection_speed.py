@@ -26,9 +26,10 @@ The methods, per image:
   `MultiScaleConv5` (conv5 of the resized image once per scale), then
   `Detector.detect_from_maps` (each box pooled at its scale, fc6-fc8, softmax
   scores, per-class NMS);
-* SPP-net ... SVD: the same with fc6 and fc7 as the two factors of their
-  truncated SVD at --svd_ranks (Fast R-CNN's 1024 and 256;
-  `detection.inference.svd`, as `--config.test.svd_ranks` runs them).
+* SPP-net ... SVD: the same with fc6 and fc7 as their low-rank factors at
+  --svd_ranks (1024 and 512, the README's choice; Fast R-CNN's were 1024 and
+  256; `detection.inference.svd`, as `--config.test.svd_ranks` runs them:
+  either method's factors have the same shapes, hence the same time).
 
 Columns: the stages timed one after another with the device synchronised
 between them (conv: conv1-conv5 including the resize or warp; pooling: region
@@ -60,7 +61,7 @@ RCNN_INPUT = 224  # the network's training input, to which R-CNN warps
 RCNN_CONTEXT = 16  # output pixels of context on each side (R-CNN's context_pad)
 ONE_SCALE = (688,)
 FIVE_SCALES = (480, 576, 688, 864, 1200)
-SVD_RANKS = (1024, 256)  # Fast R-CNN's fc6 and fc7 ranks
+SVD_RANKS = (1024, 512)  # the ranks recommended in the README (rank table)
 STAGES = ('conv', 'pooling', 'fc')
 
 

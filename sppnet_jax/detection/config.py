@@ -20,6 +20,7 @@ CLASSIFIERS = ('svm', 'softmax')
 FEATURE_LAYERS = ('pool5', 'fc6', 'fc7')
 FEATURE_DTYPES = ('float16', 'float32')
 TRAINING_METHODS = ('pipeline', 'end_to_end')
+SVD_METHODS = ('responses', 'weights')  # inference/svd.py
 # end_to_end.train_layers: the first layer that learns (and every layer
 # above it); 'fc6' keeps the conv layers frozen (the paper's setting).
 TRAIN_LAYERS = ('fc6', 'conv3', 'conv2', 'all')
@@ -194,11 +195,18 @@ def base_config() -> ml_collections.ConfigDict:
   config.test.max_per_image = 100
   config.test.pre_nms_per_class = 300  # best boxes per class NMS looks at
   config.test.batch_boxes = 1024  # regions per fc6/fc7 call
-  # Truncated SVD of fc6 and fc7 (Fast R-CNN's section 3.1; inference/svd.py):
-  # () runs them whole; (1024, 256) keeps ranks 1024 and 256 of a full-width
+  # Low-rank fc6 and fc7 (Fast R-CNN's section 3.1; inference/svd.py): ()
+  # runs them whole; (1024, 256) keeps ranks 1024 and 256 of a full-width
   # head (scaled with fc_dim for narrow ones): fewer multiply-accumulates per
-  # region, no retraining. Used by --mode=eval and --mode=detect.
+  # region, no retraining. Used by --mode=eval, --mode=detect and export.
   config.test.svd_ranks = ()
+  # 'responses': the rank-r layers nearest the layers' outputs on regions of
+  # training images (Zhang et al. 2015), sampled from the first svd_images
+  # images of the training split, svd_regions proposals each; 'weights':
+  # Fast R-CNN's SVD of the kernels, no samples.
+  config.test.svd_method = 'responses'
+  config.test.svd_images = 200
+  config.test.svd_regions = 100
   # Detections scoring below it are left out of --mode=detect and
   # load_detector's detect (not of evaluation, which ranks them all); nan:
   # the classifier's own, a softmax probability of 0.5 or an SVM margin of 0.
@@ -270,6 +278,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       not isinstance(r, int) or r < 1 for r in ranks)):
     raise ConfigError(f'config.test.svd_ranks={ranks} must be () or two '
                       'positive ranks (fc6, fc7), e.g. (1024, 256).')
+  _choice(config, 'test.svd_method', config.test.svd_method, SVD_METHODS)
+  if config.test.svd_images < 1 or config.test.svd_regions < 1:
+    raise ConfigError('config.test.svd_images and svd_regions must be at '
+                      'least 1 (training images, and proposals of each, '
+                      "that the 'responses' SVD samples).")
   _choice(config, 'detection.training', config.detection.training,
           TRAINING_METHODS)
   if config.detection.training == 'end_to_end':

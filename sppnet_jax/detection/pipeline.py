@@ -26,6 +26,7 @@ export) is `trained.py`'s, on `load_trained`.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import time
 
@@ -280,27 +281,72 @@ def load_trained(
   """`load_detector` and, for end-to-end training, the conv5 of the
   detector's own conv layers (None: the backbone's, `conv5_of`)."""
   config = run.config
-  ranks = svd.scaled_ranks(config.test.svd_ranks, run.backbone.model.fc_dim)
   if is_end_to_end(config):
     params, step = end_to_end.final_params(config, run.workdir, run.backbone,
                                            run.class_names)
-    factors = (svd.load_or_factor(run.model_folder, head_params(params),
-                                  ranks, step,
-                                  write=jax.process_index() == 0)
-               if ranks else None)
-    detector, conv5 = end_to_end_detector(run, params, svd_factors=factors)
+    detector, conv5 = end_to_end_detector(run, params)
+    factors = svd_factors(run, head_params(params), step, detector, conv5)
+    if factors is not None:  # its conv5 is the same: the first one is kept
+      detector = end_to_end_detector(run, params, svd_factors=factors)[0]
     return detector, step, conv5
   params, step = finetune.final_params(config, run.workdir,
                                        run.backbone, run.class_names)
-  classifier = (LinearClassifiers.load(run.model_path('svm.npz'))
-                if config.detection.classifier == 'svm' else None)
-  regressor = (BoxRegressor.load(run.model_path('bbox.npz'))
-               if config.bbox_regression.enabled else None)
-  factors = (svd.load_or_factor(run.model_folder, params, ranks, step,
-                                write=jax.process_index() == 0)
-             if ranks else None)
-  return detector_of(run, params, classifier=classifier, regressor=regressor,
-                     svd_factors=factors), step, None
+  models = dict(
+      classifier=(LinearClassifiers.load(run.model_path('svm.npz'))
+                  if config.detection.classifier == 'svm' else None),
+      regressor=(BoxRegressor.load(run.model_path('bbox.npz'))
+                 if config.bbox_regression.enabled else None))
+  detector = detector_of(run, params, **models)
+  factors = svd_factors(run, params, step, detector)
+  if factors is not None:
+    detector = detector_of(run, params, svd_factors=factors, **models)
+  return detector, step, None
+
+
+def svd_factors(run: DetectionRun, params: dict, step: int,
+                detector: Detector,
+                conv5: MultiScaleConv5 | None = None) -> dict | None:
+  """The low-rank fc6/fc7 (`svd.factor_head`) of the head `params` of step
+  `step` at config.test.svd_ranks, read from the workdir or computed and
+  written once (`svd.load_or_factor`); None when the ranks are (). The
+  'responses' method samples the first test.svd_images images of the
+  training split: their conv5 by `conv5` (the end-to-end detector's own
+  layers) or the backbone's, pooled as `detector` pools regions."""
+  test = run.config.test
+  ranks = svd.scaled_ranks(test.svd_ranks, run.backbone.model.fc_dim)
+  if not ranks:
+    return None
+
+  def sample():
+    start = time.perf_counter()
+    images = _images_with_proposals(run, run.config.train_split,
+                                    conv5 or conv5_of(run), test.svd_images)
+    responses = svd.fc6_responses(
+        lambda *image: detector.region_outputs(*image, ('pool5',))['pool5'],
+        params['fc6']['kernel'], images, test.svd_regions,
+        seed=run.config.seed)
+    logging.info('SVD samples: %d regions of the first %d training images in '
+                 '%.1f s.', len(responses), test.svd_images,
+                 time.perf_counter() - start)
+    return responses
+
+  return svd.load_or_factor(
+      run.model_folder, params, ranks, step,
+      sample=sample if test.svd_method == 'responses' else None,
+      samples=f'{test.svd_images}x{test.svd_regions}',
+      write=jax.process_index() == 0)
+
+
+def _images_with_proposals(run: DetectionRun, split: str,
+                           conv5: MultiScaleConv5, count: int):
+  """(conv5 maps, proposals, height, width) of the first `count` readable
+  images of `split`."""
+  proposals = run.proposal_store(split)
+  for example in itertools.islice(sources.decoded_examples(run.source, split),
+                                  count):
+    height, width = example.image.shape[:2]
+    yield (conv5(example.image),
+           proposals.load(example.image_id, (height, width)), height, width)
 
 
 def evaluate(run: DetectionRun) -> scoring.SplitScore:
@@ -335,11 +381,15 @@ def train(config, workdir: str) -> scoring.SplitScore:
 
 
 def evaluate_only(config, workdir: str) -> scoring.SplitScore:
-  """--mode=eval: the test split's proposals and conv5 (made if missing),
-  then its score."""
+  """--mode=eval: the test split's proposals and conv5 (made if missing;
+  also the training split's proposals when the SVD samples it), then its
+  score."""
   sources.prepare_data(config)
   run = open_run(config, workdir)
-  make_proposals(config, workdir, [config.eval_split])
+  samples_training_images = bool(config.test.svd_ranks) and (
+      config.test.svd_method == 'responses')
+  make_proposals(config, workdir, [config.eval_split] + (
+      [config.train_split] if samples_training_images else []))
   if not is_end_to_end(config):
     make_features(run, [config.eval_split])
   return evaluate(run)

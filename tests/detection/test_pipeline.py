@@ -141,7 +141,8 @@ def test_train_eval_detect(setup, reference, tmp_path):
   # With fc6 and fc7 as truncated SVDs (in a copy: the reference's files stay
   # as the other tests read them): ranks that keep the narrow test head
   # (fc_dim 16) whole give the same table; Fast R-CNN's ranks, scaled to
-  # (4, 1), run factored, from factors stored once in WORKDIR/detector/.
+  # (4, 1), run factored ('responses': sampled from the first 200 training
+  # images, 100 regions each), from factors stored once in WORKDIR/detector/.
   copy = str(tmp_path / 'svd')
   shutil.copytree(workdir, copy)
   code, whole, err = _run(setup, copy, '--mode=eval',
@@ -154,7 +155,7 @@ def test_train_eval_detect(setup, reference, tmp_path):
   assert factored.splitlines()[-1].startswith('test VOC07 mAP ')
   assert factored != out
   assert [n for n in os.listdir(os.path.join(copy, 'detector'))
-          if n.startswith('svd_fc6-4_fc7-1_step-')]
+          if n.startswith('svd_responses-200x100_fc6-4_fc7-1_step-')]
   # detect on [good, corrupt, good]: the corrupt one is reported, the others
   # get their JSON line and PNG.
   data = setup[0]

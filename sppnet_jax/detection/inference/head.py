@@ -2,8 +2,8 @@
 of the backbone SPP-net with fc8 replaced (classes + background,
 `backbone.detection_params`). Only fc6-fc8 see regions (the conv layers
 computed the maps the regions were pooled from), so only they are applied
-here, and only the layers asked for. fc6 and fc7 run whole, or as the two
-factors of their truncated SVD (`svd.py`) when given.
+here, and only the layers asked for. fc6 and fc7 run whole, or as their
+low-rank factors (`svd.py`) when given.
 """
 
 import functools
@@ -22,12 +22,11 @@ def head_params(params: dict) -> dict:
 
 
 def _fc(module, name, inputs, factors):
-  """Layer `name` of the module, or its SVD factors and its bias."""
+  """Layer `name` of the module, or x A B + c of its factors (A, B, c)."""
   if name not in factors:
     return getattr(module, name)(inputs)
-  first, second = (f.astype(module.dtype) for f in factors[name])
-  bias = module.variables['params'][name]['bias']
-  return (inputs @ first) @ second + bias.astype(module.dtype)
+  first, second, bias = (f.astype(module.dtype) for f in factors[name])
+  return (inputs @ first) @ second + bias
 
 
 def _outputs(module, pooled, layers, factors):
@@ -48,7 +47,7 @@ def layer_outputs(model, params: dict, pooled: jnp.ndarray, start,
   """Rows start..start + size of pool5 vectors (R, D) -> {layer: (size, .)}
   of the detector at test time (no dropout) for `layers` of OUTPUT_LAYERS
   (fc6, fc7 after ReLU): only those are computed and returned. `factors`:
-  {layer: (first, second)} of `svd.factor_head` for the layers that run
+  {layer: (A, B, c)} of `svd.factor_head` for the layers that run
   factored. `start` is traced (one compilation per (R, size) and factor
   shapes), start + size <= R."""
   rows = jax.lax.dynamic_slice_in_dim(pooled, start, size)
