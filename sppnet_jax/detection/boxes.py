@@ -113,8 +113,9 @@ def flip_left_right(boxes, width) -> np.ndarray:
 
 
 def pairwise_iou(a, b, plus_one: bool = False, xp=np):
-  """(n, 4), (m, 4) -> (n, m) IoU, the one formula of the library, in `xp`
-  (NumPy or jax.numpy) and the inputs' dtype.
+  """(..., n, 4), (..., m, 4) -> (..., n, m) IoU (leading axes broadcast),
+  the one formula of the library, in `xp` (NumPy or jax.numpy) and the
+  inputs' dtype.
 
   Either column order works, (y0, x0, y1, x1) or (x0, y0, x1, y1), as long as
   both inputs use the same. `plus_one=False`: continuous coordinates, side
@@ -124,7 +125,7 @@ def pairwise_iou(a, b, plus_one: bool = False, xp=np):
   union is 0 (a zero-area box overlaps nothing, not even itself).
   """
   offset = 1.0 if plus_one else 0.0
-  a, b = a[:, None, :], b[None, :, :]
+  a, b = a[..., :, None, :], b[..., None, :, :]
   area_a = (xp.maximum(a[..., 2] - a[..., 0] + offset, 0) *
             xp.maximum(a[..., 3] - a[..., 1] + offset, 0))
   area_b = (xp.maximum(b[..., 2] - b[..., 0] + offset, 0) *

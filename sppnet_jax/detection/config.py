@@ -196,9 +196,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.test.pre_nms_per_class = 300  # best boxes per class NMS looks at
   config.test.batch_boxes = 1024  # regions per fc6/fc7 call
   # Low-rank fc6 and fc7 (Fast R-CNN's section 3.1; inference/svd.py): ()
-  # runs them whole; (1024, 256) keeps ranks 1024 and 256 of a full-width
-  # head (scaled with fc_dim for narrow ones): fewer multiply-accumulates per
-  # region, no retraining. Used by --mode=eval, --mode=detect and export.
+  # runs them whole (the paper's head); (768, 512), the README's choice,
+  # keeps ranks 768 and 512 of a full-width head (scaled with fc_dim for
+  # narrow ones): fewer multiply-accumulates per region, no retraining. Used
+  # by --mode=eval, --mode=detect and export.
   config.test.svd_ranks = ()
   # 'responses': the rank-r layers nearest the layers' outputs on regions of
   # training images (Zhang et al. 2015), sampled from the first svd_images

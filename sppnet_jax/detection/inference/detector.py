@@ -54,6 +54,11 @@ class Detector:
   pre_nms_per_class: int = 300
   batch_boxes: int = 1024
   svd_factors: dict | None = None  # fc6/fc7 as `svd.factor_head` factors
+  # The last `packed` buffer, handed back by `group_outputs` once read: the
+  # next image of the same buffer shape writes into it in place instead of
+  # allocating and zeroing a new one (hundreds of MB at 2,000 boxes).
+  _spare_buffer: jax.Array | None = dataclasses.field(
+      default=None, init=False, repr=False, compare=False)
 
   def __post_init__(self):
     # The head's weights live on the device from here on: a NumPy argument
@@ -71,7 +76,8 @@ class Detector:
   def packed(self, groups) -> tuple[np.ndarray, jax.Array]:
     """The groups' valid rows in one device buffer, group after group at
     running offsets: (rows (N,) the boxes' indices in buffer order, buffer
-    (B, D) with N <= B, rows past N zeros or padding). One group is its own
+    (B, D) with N <= B; rows past N are padding: zeros, or rows of an
+    earlier image when the spare buffer is reused). One group is its own
     buffer. Each group's padded array is written whole at its offset and the
     next group overwrites its padding, so B covers the last write; B is a
     `padded_count` of `batch_boxes` (bounded compilations)."""
@@ -82,7 +88,10 @@ class Detector:
     end = max(int(o) + pooled.shape[0] for o, (_, pooled) in zip(offsets,
                                                                   groups))
     dim, dtype = groups[0][1].shape[1], groups[0][1].dtype
-    buffer = _zeros(padded_count(end, self.batch_boxes), dim, dtype)
+    shape = (padded_count(end, self.batch_boxes), dim)
+    buffer, self._spare_buffer = self._spare_buffer, None
+    if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+      buffer = _zeros(*shape, dtype)
     for offset, (_, pooled) in zip(offsets, groups):
       buffer = _write_rows(buffer, pooled, np.int32(offset))
     return np.concatenate([rows for rows, _ in groups]), buffer
@@ -107,6 +116,8 @@ class Detector:
         if name not in out:
           out[name] = np.zeros((num_boxes,) + value.shape[1:], np.float32)
         out[name][chunk] = np.asarray(value)[:len(chunk)]
+    if len(groups) > 1:  # a buffer of our own, read: the next image's
+      self._spare_buffer = pooled
     return out
 
   def pooled_rows(self, groups, wanted) -> np.ndarray:

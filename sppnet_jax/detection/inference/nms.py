@@ -58,15 +58,41 @@ def nms(boxes, scores, iou_threshold: float, plus_one: bool = False) -> np.ndarr
   boxes = np.asarray(boxes, np.float64)
   scores = np.asarray(scores)
   _check(boxes, scores)
-  order = np.argsort(-scores, kind='stable')
-  keep = []
-  while order.size:
-    best, order = order[0], order[1:]
-    keep.append(best)
-    if order.size:
-      iou = box_lib.pairwise_iou(boxes[best][None], boxes[order], plus_one)[0]
-      order = order[iou <= iou_threshold]
-  return np.asarray(keep, np.int64)
+  return batched_nms(boxes, scores, np.zeros(len(scores), np.int64),
+                     iou_threshold, plus_one=plus_one)
+
+
+def _greedy_by_class(boxes, scores, classes, iou_threshold: float,
+                     plus_one: bool) -> np.ndarray:
+  """The kept boxes of greedy NMS run within each class (int64 indices, in
+  no particular order). The classes are stepped together: each step takes
+  every class's best remaining box and drops the boxes of its class that
+  it overlaps by more than the threshold, so the Python loop runs as many
+  times as the class with the most kept boxes keeps, and every step is one
+  vectorised IoU of (classes, boxes per class)."""
+  count = len(scores)
+  _, group = np.unique(classes, return_inverse=True)
+  # Each class's boxes by descending score, ties by index.
+  order = np.lexsort((np.arange(count), -scores, group))
+  sizes = np.bincount(group)
+  sorted_group = group[order]
+  column = np.arange(count) - (np.cumsum(sizes) - sizes)[sorted_group]
+  index = np.full((len(sizes), sizes.max()), -1, np.int64)
+  index[sorted_group, column] = order
+  grid = np.zeros(index.shape + (4,), np.float64)
+  grid[sorted_group, column] = boxes[order]
+  remaining = index >= 0
+  active = np.arange(len(sizes))
+  kept = []
+  while active.size:
+    best = remaining[active].argmax(axis=1)  # the first remaining: the best
+    kept.append(index[active, best])
+    remaining[active, best] = False
+    iou = box_lib.pairwise_iou(grid[active, best][:, None], grid[active],
+                               plus_one)[:, 0]
+    remaining[active] &= iou <= iou_threshold
+    active = active[remaining[active].any(axis=1)]
+  return np.concatenate(kept)
 
 
 def batched_nms(boxes, scores, classes, iou_threshold: float,
@@ -79,11 +105,10 @@ def batched_nms(boxes, scores, classes, iou_threshold: float,
   scores, classes = np.asarray(scores), np.asarray(classes)
   _check(boxes, scores)
   _check(boxes, classes, 'classes')
-  kept = [np.flatnonzero(classes == c)[nms(boxes[classes == c],
-                                           scores[classes == c], iou_threshold,
-                                           plus_one)]
-          for c in np.unique(classes)]
-  kept = np.sort(np.concatenate(kept)) if kept else np.zeros(0, np.int64)
+  if not len(scores):
+    return np.zeros(0, np.int64)
+  kept = np.sort(_greedy_by_class(boxes, scores, classes, iou_threshold,
+                                  plus_one))
   kept = kept[np.argsort(-scores[kept], kind='stable')]
   return (kept if max_detections is None else kept[:max_detections]).astype(
       np.int64)

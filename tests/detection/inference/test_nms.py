@@ -131,6 +131,27 @@ def test_batched_nms_matches_brute_force(seed, plus_one):
                      [1, 2, 1], 0.5).tolist() == [1, 2]
 
 
+def test_batched_nms_of_a_detector_matches_brute_force():
+  """A detector's shape: 20 classes with very different box counts (one box,
+  none kept twice, hundreds), each class's boxes drawn around a few objects
+  so that many are suppressed and the classes keep different numbers."""
+  rng = np.random.default_rng(7)
+  classes = np.concatenate([np.full(count, label) for label, count in
+                            enumerate([1, 2, 300, 40, 0, 150] + [25] * 14)])
+  centres = rng.uniform(10, 90, (5, 2))[rng.integers(0, 5, len(classes))]
+  half = rng.uniform(2, 15, (len(classes), 2))
+  boxes = np.concatenate([centres - half, centres + half], 1)
+  boxes += rng.normal(0, 3, boxes.shape)
+  scores = np.where(rng.uniform(size=len(classes)) < 0.2,
+                    rng.integers(0, 3, len(classes)) / 2,
+                    rng.uniform(size=len(classes)))
+  for threshold in (0.3, 0.7):
+    for max_detections in (None, 100):
+      got = batched_nms(boxes, scores, classes, threshold, max_detections)
+      assert got.tolist() == _brute_force(boxes, scores, threshold, False,
+                                          classes, max_detections)
+
+
 def _check_padded(indices, keep_mask, expected, max_output):
   indices, keep_mask = np.asarray(indices), np.asarray(keep_mask)
   assert indices.shape == keep_mask.shape == (max_output,)
