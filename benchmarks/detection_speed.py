@@ -38,11 +38,12 @@ call timed on its own (so "other" = total - stages is the host-side work:
 copies, scoring, NMS). Each row is timed --repeats times on each image, the
 rows interleaved (every pass runs every row on an image before the next
 image), and each figure is the median over images and repeats: a shared
-machine's stalls hit single calls of a second, and the median of nine keeps
-them out of the table. A warm-up pass compiles every shape first. MACs per image are analytic (`zf5.forward_macs`): conv layers of
-each input, fc6-fc8 per box; GFLOP/s = 2 x MACs / time. A plain fp32 matrix
-product of fc6's shape is timed in every round: the machine's matmul rate, to
-which SPP-net's achieved rate is compared.
+machine's stalls hit single calls of a second, and the median keeps them out
+of the table. A warm-up pass compiles every shape first. MACs per image are
+analytic (`zf5.forward_macs`): conv layers of each input, fc6-fc8 per box;
+GFLOP/s = 2 x MACs / time. A plain fp32 matrix product of fc6's shape is
+timed in every round: the machine's matmul rate, to which SPP-net's achieved
+rate is compared.
 
   python benchmarks/detection_speed.py               # 3 images, 2,000 boxes
   python benchmarks/detection_speed.py --quick       # ~1 minute smoke run

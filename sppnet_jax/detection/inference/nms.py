@@ -54,11 +54,10 @@ def _check(boxes, scores, name='scores'):
 
 def nms(boxes, scores, iou_threshold: float, plus_one: bool = False) -> np.ndarray:
   """Greedy NMS on the host: (N, 4) boxes, (N,) scores -> int64 indices of the
-  kept boxes, in descending score order (ties: earlier index first)."""
-  boxes = np.asarray(boxes, np.float64)
+  kept boxes, in descending score order (ties: earlier index first): one
+  class of `batched_nms`."""
   scores = np.asarray(scores)
-  _check(boxes, scores)
-  return batched_nms(boxes, scores, np.zeros(len(scores), np.int64),
+  return batched_nms(boxes, scores, np.zeros(scores.shape[:1], np.int64),
                      iou_threshold, plus_one=plus_one)
 
 
