@@ -289,7 +289,9 @@ def parse_args(argv=None):
   parser.add_argument('--torch-modes', type=_parse_list(str), default=['eager', 'compile'],
                       help="PyTorch rows: 'eager', 'compile' or both")
   parser.add_argument('--conv-impl', type=_parse_list(str), default=['auto'],
-                      help="JAX rows: core.layers.conv2d implementations, e.g. 'auto,im2col,xla'")
+                      help="JAX rows: core.layers.conv2d implementations, e.g. "
+                      "'auto,xla,mixed' ('winograd' takes 3x3 stride-1 kernels "
+                      "only; 'auto' uses it for them on a CPU)")
   parser.add_argument('--tcmalloc', choices=('auto', 'on', 'off', 'both'),
                       default='auto',
                       help='LD_PRELOAD tcmalloc (auto: when installed); both: run '

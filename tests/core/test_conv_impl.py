@@ -1,5 +1,6 @@
 """The fast implementations in sppnet_jax.core.layers against the plain formulas:
-convolutions (im2col and the per-pass 'auto' custom gradient) against
+convolutions (im2col, Winograd's F(2x2, 3x3) and the per-pass 'mixed' custom
+gradient) against
 lax.conv_general_dilated, the LRN's hand-written gradient against autodiff of its
 formula, and the separable ceil-mode max pool against reduce_window."""
 
@@ -12,7 +13,7 @@ import pytest
 
 from sppnet_jax import LocalResponseNorm, SPPNet
 from sppnet_jax import runtime
-from sppnet_jax.core.layers import conv2d, max_pool_ceil
+from sppnet_jax.core.layers import conv2d, max_pool_ceil, max_pool_floor
 
 # (input h, w, cin, cout, kernel, stride, padding): the ZF-5 layers at small
 # sizes, odd/even and non-square inputs, and a 1x1 map.
@@ -21,10 +22,19 @@ GEOMETRIES = [
     (32, 32, 3, 5, 7, 2, 1),
     (15, 12, 24, 16, 5, 2, 0),  # conv2 (im2col forward in 'auto')
     (14, 14, 20, 6, 5, 2, 0),
-    (7, 5, 16, 12, 3, 1, 1),  # conv3-5
+    (7, 5, 16, 12, 3, 1, 1),  # conv3-5 (Winograd in 'auto' on a CPU)
     (1, 1, 8, 4, 3, 1, 1),
     (9, 9, 17, 3, 3, 2, 1),
+    (8, 6, 5, 7, 3, 1, 1),  # Whole 2x2 tiles; then padding 0 and 2 (odd, part tiles)
+    (6, 9, 4, 3, 3, 1, 0),
+    (4, 5, 6, 2, 3, 1, 2),
 ]
+
+
+def _applies(impl, geometry):
+  """'winograd' computes 3x3 stride-1 convolutions only."""
+  kernel, stride = geometry[4:6]
+  return impl != 'winograd' or (kernel == 3 and stride == 1)
 
 
 def _reference(x, w, stride, pad):
@@ -34,9 +44,11 @@ def _reference(x, w, stride, pad):
       precision=jax.lax.Precision.HIGHEST)
 
 
-@pytest.mark.parametrize('impl', ['im2col', 'mixed', 'auto', 'xla'])
+@pytest.mark.parametrize('impl', ['im2col', 'mixed', 'winograd', 'auto', 'xla'])
 @pytest.mark.parametrize('geometry', GEOMETRIES)
 def test_conv_values_and_gradients_match_lax(impl, geometry):
+  if not _applies(impl, geometry):
+    pytest.skip('winograd: 3x3 stride-1 kernels only')
   h, w, cin, cout, k, stride, pad = geometry
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal((2, h, w, cin)), jnp.float32)
@@ -59,6 +71,40 @@ def test_conv_values_and_gradients_match_lax(impl, geometry):
 def test_unknown_conv_impl_is_a_clear_error():
   with pytest.raises(ValueError, match='unknown convolution'):
     conv2d(jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 1)), 1, 1, 'fft')
+  with pytest.raises(ValueError, match="3x3 stride-1 convolutions only.*'auto'"):
+    conv2d(jnp.ones((1, 9, 9, 1)), jnp.ones((5, 5, 1, 1)), 1, 1, 'winograd')
+
+
+def test_winograd_is_exact_to_float_rounding_at_conv4_size():
+  """At Overfeat's conv4 shape (one image), F(2x2, 3x3) in float32 stays within
+  a few float32 roundings of a float64 direct convolution, like XLA's own."""
+  rng = np.random.default_rng(4)
+  x = rng.standard_normal((1, 18, 18, 512))
+  kernel = rng.standard_normal((3, 3, 512, 64)) * 0.05
+  with jax.enable_x64():
+    want = np.asarray(_reference(jnp.asarray(x), jnp.asarray(kernel), 1, 1))
+  cast = lambda a: jnp.asarray(a, jnp.float32)
+  errors = {impl: np.max(np.abs(np.asarray(conv2d(cast(x), cast(kernel), 1, 1, impl),
+                                           np.float64) - want))
+            for impl in ('winograd', 'xla')}
+  scale = np.max(np.abs(want))
+  assert errors['winograd'] < 2e-6 * scale, errors
+  assert errors['winograd'] < 4 * errors['xla'] + 1e-7 * scale, errors
+
+
+def test_auto_takes_winograd_for_3x3_stride_1_kernels_on_a_cpu():
+  """The routing: 16 products and no convolution for conv3-like kernels, one
+  convolution for a strided or larger kernel."""
+  def primitives(kernel_size, stride):
+    jaxpr = jax.make_jaxpr(lambda a, b: conv2d(a, b, stride, 1, 'auto'))(
+        jnp.ones((1, 9, 9, 4)), jnp.ones((kernel_size, kernel_size, 4, 2)))
+    return [(e.primitive.name, e.invars[0].aval.shape) for e in jaxpr.eqns]
+  assert jax.default_backend() == 'cpu'
+  # A 9x9 output is 5x5 tiles: 16 products of (25 tiles, 4 channels) planes.
+  assert primitives(3, 1).count(('dot_general', (25, 4))) == 16
+  assert 'conv_general_dilated' not in [name for name, _ in primitives(3, 1)]
+  for kernel_size, stride in ((5, 1), (3, 2)):
+    assert 'dot_general' not in [name for name, _ in primitives(kernel_size, stride)]
 
 
 def _lrn_formula(x, mode, size, alpha, beta, k=1.0):
@@ -109,6 +155,31 @@ def test_max_pool_ceil_matches_reduce_window(shape):
   got = jax.grad(lambda v: jnp.sum(max_pool_ceil(v) * cotangent))(x)
   want = jax.grad(lambda v: jnp.sum(reference(v) * cotangent))(x)  # No ties here.
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('window,stride,floor', [(3, 2, False), (3, 3, True),
+                                                  (2, 2, False)])
+def test_max_pool_gradient_goes_to_the_first_maximum_of_each_window(
+    window, stride, floor):
+  """With many ties (values 0..3), each window's gradient goes to its first
+  maximal element in row-major order (Caffe's rule), checked by a loop."""
+  rng = np.random.default_rng(5)
+  x = rng.integers(0, 4, (2, 11, 10, 3)).astype(np.float32)
+  pool = functools.partial(max_pool_floor if floor else max_pool_ceil,
+                           window=window, stride=stride)
+  out = np.asarray(pool(jnp.asarray(x)))
+  cotangent = rng.standard_normal(out.shape).astype(np.float32)
+  want = np.zeros_like(x)
+  for n, i, j, c in np.ndindex(*out.shape):
+    rows = range(i * stride, min(i * stride + window, x.shape[1]))
+    cols = range(j * stride, min(j * stride + window, x.shape[2]))
+    window_values = [(x[n, r, q, c], r, q) for r in rows for q in cols]
+    best = max(v for v, _, _ in window_values)
+    assert out[n, i, j, c] == best
+    _, r, q = next(item for item in window_values if item[0] == best)
+    want[n, r, q, c] += cotangent[n, i, j, c]
+  got = jax.grad(lambda v: jnp.sum(pool(v) * cotangent))(jnp.asarray(x))
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
 def test_model_is_the_same_function_with_every_conv_impl():
