@@ -8,7 +8,6 @@ formula or `lax.conv_general_dilated` in tests/core/.
 """
 
 import functools
-import itertools
 from typing import Any
 
 import flax.linen as nn
@@ -47,7 +46,7 @@ def _window_max_fwd(x, axis, window, stride, count):
 
 
 def _window_max_bwd(axis, window, stride, count, residuals, g):
-  """Each window's gradient goes to its first maximal element (Caffe's rule).
+  """Each window's gradient goes to its first maximal element along `axis`.
   The window at offset k sends `routed[k]` to positions k + stride * j; these
   are gathered by phase (position mod stride) with shifts instead of being
   scattered, so XLA computes the whole gradient in one elementwise loop."""
@@ -83,20 +82,22 @@ def max_pool_ceil(x: jnp.ndarray, window: int = 3, stride: int = 2) -> jnp.ndarr
   """Caffe ceil-mode max pooling: the last window may run past the edge and then
   sees only real pixels (the missing bottom/right part is padded with -inf).
 
-  Computed separably, as the max of `window` strided column slices and then of
-  `window` strided row slices: the same values as a reduce_window max. The
-  gradient (`_window_max_bwd`) goes to each window's first maximal element in
-  row-major order, as Caffe's does (the row pass picks the top row holding the
-  maximum, the column pass the leftmost maximum in that row); each pass is one
-  elementwise loop, where XLA's select-and-scatter or autodiff of the slices
-  writes several.
+  Computed separably, as the max of `window` strided row slices and then of
+  `window` strided column slices: the same values as a reduce_window max. The
+  gradient (`_window_max_bwd`) goes to one maximal element of each window: the
+  column pass picks the leftmost column holding the maximum, the row pass the
+  top row of it (the first in column-major order; Caffe takes the first in
+  row-major order, which differs only where a window has equal maxima in
+  different rows and columns). Each pass is one elementwise loop, where XLA's
+  select-and-scatter or autodiff of the slices writes several; without ties
+  the gradient is that of autodiff to the last bit.
   """
   sizes = x.shape[1:3]
   outs = [ceil_pool_out_size(size, window, stride) for size in sizes]
   pads = [max((out - 1) * stride + window - size, 0) for out, size in zip(outs, sizes)]
   x = jnp.pad(x, ((0, 0), (0, pads[0]), (0, pads[1]), (0, 0)),
               constant_values=-jnp.inf)
-  for axis, out in ((2, outs[1]), (1, outs[0])):  # Columns first: see above.
+  for axis, out in ((1, outs[0]), (2, outs[1])):
     x = _window_max(x, axis, window, stride, out)
   return x
 
@@ -244,6 +245,22 @@ def _winograd_applies(kernel, stride: int) -> bool:
   return kernel.shape[:2] == (3, 3) and stride == 1
 
 
+# Where 'auto' takes Winograd on a CPU: at least this many input x output
+# channels and output pixels over the batch. Below, the 16 products are small
+# matrix products and the transforms' extra passes over memory cost about what
+# the fewer multiplies save (and compiling them costs ~1 s more per layer).
+WINOGRAD_MIN_CHANNEL_PRODUCT = 256 * 256
+WINOGRAD_MIN_OUTPUT_PIXELS = 2048
+
+
+def _winograd_pays(x, kernel, stride: int, padding: int) -> bool:
+  n, h, w, cin = x.shape
+  pixels = n * conv_out_size(h, 3, 1, padding) * conv_out_size(w, 3, 1, padding)
+  return (_winograd_applies(kernel, stride) and x.dtype == jnp.float32
+          and cin * kernel.shape[-1] >= WINOGRAD_MIN_CHANNEL_PRODUCT
+          and pixels >= WINOGRAD_MIN_OUTPUT_PIXELS)
+
+
 def conv2d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: int,
            impl: str = 'auto') -> jnp.ndarray:
   """NHWC x HWIO convolution with square stride and symmetric zero padding.
@@ -258,9 +275,10 @@ def conv2d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: int,
   than YNNPACK's); the input gradient by XLA. 'winograd' (3x3 stride-1 kernels
   only) is Winograd's F(2x2, 3x3), 2.25x fewer multiplies in every pass.
   'auto' (the default) is 'xla' on a GPU or TPU (their libraries choose their
-  own algorithms); on a CPU, 'winograd' for 3x3 stride-1 kernels (conv3 and up
-  in every network: 1.3-1.5x faster per layer, forward and both gradients, see
-  benchmarks/train_step.py), else 'xla' where the CPU's convolutions run on
+  own algorithms); on a CPU, 'winograd' for float32 3x3 stride-1 convolutions
+  of many channels and pixels (conv3 and up in every network at full width;
+  see WINOGRAD_MIN_CHANNEL_PRODUCT), else 'xla'
+  where the CPU's convolutions run on
   Eigen (runtime.CPU_CONV_XLA_FLAG in XLA_FLAGS) and 'mixed' where they run on
   YNNPACK. All compute the same sums up to float rounding
   (tests/core/test_conv_impl.py checks values and gradients against
@@ -279,7 +297,7 @@ def conv2d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: int,
   if impl == 'auto':
     if jax.default_backend() != 'cpu':
       return _xla_conv(x, kernel, stride, padding)
-    if _winograd_applies(kernel, stride):
+    if _winograd_pays(x, kernel, stride, padding):
       return _winograd_conv(x, kernel, padding)
     if runtime.cpu_convolutions_use_eigen():
       return _xla_conv(x, kernel, stride, padding)
@@ -314,26 +332,22 @@ class Conv(nn.Module):
 
 def _window_sum(x: jnp.ndarray, axes: tuple[int, ...], size: int,
                 transpose: bool = False) -> jnp.ndarray:
-  """Zero-padded sum over a `size`-long window along each of `axes` (same shape
-  out as in): `x` is padded once, and the size**len(axes) shifted slices of the
-  padded array are summed in one elementwise loop that XLA fuses with its
-  consumer (a 3x3 window: one padded copy and one pass, where summing one axis
-  at a time would write two padded copies). `transpose=True` gives the adjoint
-  (the window mirrored), for even sizes."""
+  """Zero-padded sum over a `size`-long window along each of `axes` (same length
+  out as in), as a sum of shifted slices: XLA fuses it into one elementwise loop.
+  `transpose=True` gives the adjoint (the window mirrored), for even sizes."""
   half = (size - 1) // 2
   pad = (size - 1 - half, half) if transpose else (half, size - 1 - half)
-  widths = [(0, 0)] * x.ndim
   for axis in axes:
+    length = x.shape[axis]
+    widths = [(0, 0)] * x.ndim
     widths[axis] = pad
-  padded = jnp.pad(x, widths)
-  total = None
-  for offsets in itertools.product(range(size), repeat=len(axes)):
-    start = [0] * x.ndim
-    for axis, offset in zip(axes, offsets):
-      start[axis] = offset
-    part = jax.lax.slice(padded, start, [a + n for a, n in zip(start, x.shape)])
-    total = part if total is None else total + part
-  return total
+    padded = jnp.pad(x, widths)
+    total = None
+    for offset in range(size):
+      part = jax.lax.slice_in_dim(padded, offset, offset + length, axis=axis)
+      total = part if total is None else total + part
+    x = total
+  return x
 
 
 def _neg_pow(t: jnp.ndarray, beta: float) -> jnp.ndarray:

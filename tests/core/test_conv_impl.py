@@ -92,19 +92,25 @@ def test_winograd_is_exact_to_float_rounding_at_conv4_size():
   assert errors['winograd'] < 4 * errors['xla'] + 1e-7 * scale, errors
 
 
-def test_auto_takes_winograd_for_3x3_stride_1_kernels_on_a_cpu():
-  """The routing: 16 products and no convolution for conv3-like kernels, one
-  convolution for a strided or larger kernel."""
-  def primitives(kernel_size, stride):
+def test_auto_takes_winograd_for_large_3x3_stride_1_convolutions_on_a_cpu():
+  """The routing: 16 products and no convolution for ZF-5's full-width conv4 at
+  batch 32 (13x13 maps); one convolution for a strided or larger kernel, and
+  for too few channels or pixels (layers.WINOGRAD_MIN_*)."""
+  def primitives(batch, side, cin, cout, kernel_size=3, stride=1, dtype=jnp.float32):
     jaxpr = jax.make_jaxpr(lambda a, b: conv2d(a, b, stride, 1, 'auto'))(
-        jnp.ones((1, 9, 9, 4)), jnp.ones((kernel_size, kernel_size, 4, 2)))
+        jax.ShapeDtypeStruct((batch, side, side, cin), dtype),
+        jax.ShapeDtypeStruct((kernel_size, kernel_size, cin, cout), dtype))
     return [(e.primitive.name, e.invars[0].aval.shape) for e in jaxpr.eqns]
   assert jax.default_backend() == 'cpu'
-  # A 9x9 output is 5x5 tiles: 16 products of (25 tiles, 4 channels) planes.
-  assert primitives(3, 1).count(('dot_general', (25, 4))) == 16
-  assert 'conv_general_dilated' not in [name for name, _ in primitives(3, 1)]
-  for kernel_size, stride in ((5, 1), (3, 2)):
-    assert 'dot_general' not in [name for name, _ in primitives(kernel_size, stride)]
+  # A 13x13 output is 7x7 tiles: 16 products of (32 * 49 tiles, 384) planes.
+  winograd = primitives(32, 13, 384, 384)
+  assert winograd.count(('dot_general', (32 * 49, 384))) == 16
+  assert 'conv_general_dilated' not in [name for name, _ in winograd]
+  assert ('dot_general', (16 * 36, 256)) in primitives(16, 12, 256, 256)  # 2,304 px
+  for args in ((32, 13, 384, 384, 5), (32, 13, 384, 384, 3, 2),
+               (32, 13, 384, 384, 3, 1, jnp.bfloat16),
+               (32, 13, 255, 256), (12, 13, 384, 384)):  # 2,028 pixels
+    assert 'dot_general' not in [name for name, _ in primitives(*args)], args
 
 
 def _lrn_formula(x, mode, size, alpha, beta, k=1.0):
@@ -159,10 +165,10 @@ def test_max_pool_ceil_matches_reduce_window(shape):
 
 @pytest.mark.parametrize('window,stride,floor', [(3, 2, False), (3, 3, True),
                                                   (2, 2, False)])
-def test_max_pool_gradient_goes_to_the_first_maximum_of_each_window(
+def test_max_pool_gradient_goes_to_one_maximum_of_each_window(
     window, stride, floor):
   """With many ties (values 0..3), each window's gradient goes to its first
-  maximal element in row-major order (Caffe's rule), checked by a loop."""
+  maximal element in column-major order (see max_pool_ceil), checked by a loop."""
   rng = np.random.default_rng(5)
   x = rng.integers(0, 4, (2, 11, 10, 3)).astype(np.float32)
   pool = functools.partial(max_pool_floor if floor else max_pool_ceil,
@@ -173,7 +179,7 @@ def test_max_pool_gradient_goes_to_the_first_maximum_of_each_window(
   for n, i, j, c in np.ndindex(*out.shape):
     rows = range(i * stride, min(i * stride + window, x.shape[1]))
     cols = range(j * stride, min(j * stride + window, x.shape[2]))
-    window_values = [(x[n, r, q, c], r, q) for r in rows for q in cols]
+    window_values = [(x[n, r, q, c], r, q) for q in cols for r in rows]
     best = max(v for v, _, _ in window_values)
     assert out[n, i, j, c] == best
     _, r, q = next(item for item in window_values if item[0] == best)
