@@ -64,6 +64,15 @@ def config_changes(saved: dict, config, *,
           if k not in resumable and normal(saved.get(k)) != normal(current.get(k))]
 
 
+def _own_barriers(name: str) -> ocp.options.MultiprocessingOptions:
+  """Options that prefix a manager's multi-process barrier names with `name`.
+  Orbax names the barrier of its saving flag the same in every manager, so
+  without a prefix one manager's background commit of a save and the other's
+  next save can meet on one barrier across processes and fail ("Barrier
+  ThreadSaveMultiHostValueHolder:set_value_start is already ongoing")."""
+  return ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=name)
+
+
 def _latest_manager(workdir: str, config) -> ocp.CheckpointManager:
   every = max(int(config.checkpoint_every_steps), 1)
   options = ocp.CheckpointManagerOptions(
@@ -72,7 +81,7 @@ def _latest_manager(workdir: str, config) -> ocp.CheckpointManager:
           policies.FixedIntervalPolicy(every),
           policies.PreemptionCheckpointingPolicy(),
       ]),
-      create=True)
+      create=True, multiprocessing_options=_own_barriers('latest'))
   return ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'),
                                options=options, item_names=(STATE, METADATA))
 
@@ -86,7 +95,8 @@ def _best_manager(workdir: str, config,
   options = ocp.CheckpointManagerOptions(
       max_to_keep=config.keep_best_checkpoints,
       best_fn=functools.partial(_best_by, metric),
-      best_mode='max', keep_checkpoints_without_metrics=False, create=True)
+      best_mode='max', keep_checkpoints_without_metrics=False, create=True,
+      multiprocessing_options=_own_barriers('best'))
   return ocp.CheckpointManager(os.path.join(workdir, 'best'), options=options,
                                item_names=(STATE, METADATA))
 
