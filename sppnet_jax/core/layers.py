@@ -41,24 +41,30 @@ def _window_max(x: jnp.ndarray, axis: int, window: int, stride: int,
 
 
 def _window_max_fwd(x, axis, window, stride, count):
-  pooled = _window_max(x, axis, window, stride, count)
-  return pooled, (x, pooled)
+  return _window_max(x, axis, window, stride, count), x
 
 
-def _window_max_bwd(axis, window, stride, count, residuals, g):
-  """Each window's gradient goes to its first maximal element along `axis`.
-  The window at offset k sends `routed[k]` to positions k + stride * j; these
-  are gathered by phase (position mod stride) with shifts instead of being
-  scattered, so XLA computes the whole gradient in one elementwise loop."""
-  x, pooled = residuals
-  taken, routed = None, []
-  for offset in range(window):
-    part = jax.lax.slice_in_dim(x, offset, offset + (count - 1) * stride + 1, stride,
-                                axis=axis)
-    hit = part == pooled
-    hit = hit if taken is None else hit & ~taken
-    taken = hit if taken is None else taken | hit
-    routed.append(jnp.where(hit, g, jnp.zeros_like(g)))
+def _window_max_bwd(axis, window, stride, count, x, g):
+  """The gradient of the max chain max(max(p0, p1), p2)... of the window's
+  slices p_k as autodiff gives it, to the last bit: a max passes its whole
+  gradient to the larger operand and half to each when they are equal (JAX's
+  rule for lax.max), so a window with tied maxima shares its gradient by
+  halves. The window at offset k sends `routed[k]` to positions
+  k + stride * j; these are gathered by phase (position mod stride) with
+  shifts instead of being scattered, so XLA computes the whole gradient in
+  one elementwise loop."""
+  parts = [jax.lax.slice_in_dim(x, offset, offset + (count - 1) * stride + 1, stride,
+                                axis=axis) for offset in range(window)]
+  prefix = [parts[0]]  # prefix[k]: the max of parts[0..k], as the forward chains it.
+  for part in parts[1:]:
+    prefix.append(jnp.maximum(prefix[-1], part))
+  share = lambda a, b, z: jnp.where(a == z, jnp.where(b == z, 0.5, 1.0), 0.0).astype(g.dtype)
+  routed = [None] * window
+  flowing = g  # The gradient reaching prefix[k].
+  for k in range(window - 1, 0, -1):
+    routed[k] = flowing * share(parts[k], prefix[k - 1], prefix[k])
+    flowing = flowing * share(prefix[k - 1], parts[k], prefix[k])
+  routed[0] = flowing
   length = x.shape[axis]
   per_phase = -(-length // stride)  # Positions stride * m + phase, m < per_phase.
   phases = []
@@ -84,13 +90,9 @@ def max_pool_ceil(x: jnp.ndarray, window: int = 3, stride: int = 2) -> jnp.ndarr
 
   Computed separably, as the max of `window` strided row slices and then of
   `window` strided column slices: the same values as a reduce_window max. The
-  gradient (`_window_max_bwd`) goes to one maximal element of each window: the
-  column pass picks the leftmost column holding the maximum, the row pass the
-  top row of it (the first in column-major order; Caffe takes the first in
-  row-major order, which differs only where a window has equal maxima in
-  different rows and columns). Each pass is one elementwise loop, where XLA's
-  select-and-scatter or autodiff of the slices writes several; without ties
-  the gradient is that of autodiff to the last bit.
+  gradient (`_window_max_bwd`) is autodiff's of those maxima to the last bit
+  (an exact tie inside a window shares it by halves), in one elementwise pass
+  per axis where autodiff of the slices writes three padded copies.
   """
   sizes = x.shape[1:3]
   outs = [ceil_pool_out_size(size, window, stride) for size in sizes]
