@@ -27,16 +27,23 @@ def ceil_pool_out_size(size: int, window: int, stride: int) -> int:
   return -(-(size - window) // stride) + 1
 
 
+def _window_slices(x, axis: int, window: int, stride: int,
+                   count: int) -> list[jnp.ndarray]:
+  """The `window` strided slices of x along `axis` whose j-th elements are
+  the j-th window's (`count` windows, `stride` apart, all inside x)."""
+  return [jax.lax.slice_in_dim(x, offset, offset + (count - 1) * stride + 1, stride,
+                               axis=axis) for offset in range(window)]
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
 def _window_max(x: jnp.ndarray, axis: int, window: int, stride: int,
                 count: int) -> jnp.ndarray:
   """The max of each of `count` windows (`window` long, `stride` apart, all
   inside x) along `axis`: the elementwise max of `window` strided slices."""
-  pooled = None
-  for offset in range(window):
-    part = jax.lax.slice_in_dim(x, offset, offset + (count - 1) * stride + 1, stride,
-                                axis=axis)
-    pooled = part if pooled is None else jnp.maximum(pooled, part)
+  parts = _window_slices(x, axis, window, stride, count)
+  pooled = parts[0]
+  for part in parts[1:]:
+    pooled = jnp.maximum(pooled, part)
   return pooled
 
 
@@ -53,8 +60,7 @@ def _window_max_bwd(axis, window, stride, count, x, g):
   k + stride * j; these are gathered by phase (position mod stride) with
   shifts instead of being scattered, so XLA computes the whole gradient in
   one elementwise loop."""
-  parts = [jax.lax.slice_in_dim(x, offset, offset + (count - 1) * stride + 1, stride,
-                                axis=axis) for offset in range(window)]
+  parts = _window_slices(x, axis, window, stride, count)
   prefix = [parts[0]]  # prefix[k]: the max of parts[0..k], as the forward chains it.
   for part in parts[1:]:
     prefix.append(jnp.maximum(prefix[-1], part))
@@ -279,10 +285,9 @@ def conv2d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: int,
   'auto' (the default) is 'xla' on a GPU or TPU (their libraries choose their
   own algorithms); on a CPU, 'winograd' for float32 3x3 stride-1 convolutions
   of many channels and pixels (conv3 and up in every network at full width;
-  see WINOGRAD_MIN_CHANNEL_PRODUCT), else 'xla'
-  where the CPU's convolutions run on
-  Eigen (runtime.CPU_CONV_XLA_FLAG in XLA_FLAGS) and 'mixed' where they run on
-  YNNPACK. All compute the same sums up to float rounding
+  see WINOGRAD_MIN_CHANNEL_PRODUCT), else 'xla' where the CPU's convolutions
+  run on Eigen (runtime.CPU_CONV_XLA_FLAG in XLA_FLAGS) and 'mixed' where they
+  run on YNNPACK. All compute the same sums up to float rounding
   (tests/core/test_conv_impl.py checks values and gradients against
   lax.conv_general_dilated).
   """
