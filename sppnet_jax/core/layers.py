@@ -211,8 +211,7 @@ def _winograd_input_rows(x: jnp.ndarray, axis: int, tiles: int) -> list[jnp.ndar
   """B^T d along `axis` for every tile: the four rows (d0 - d2, d1 + d2,
   d2 - d1, d1 - d3) of the 4-long windows at stride 2 (x is 2 * tiles + 2
   long there), each `tiles` long."""
-  rows = [jax.lax.slice_in_dim(x, offset, offset + 2 * (tiles - 1) + 1, 2, axis=axis)
-          for offset in range(4)]
+  rows = _window_slices(x, axis, 4, 2, tiles)
   return [rows[0] - rows[2], rows[1] + rows[2], rows[2] - rows[1], rows[1] - rows[3]]
 
 
