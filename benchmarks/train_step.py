@@ -290,7 +290,7 @@ def parse_args(argv=None):
                       help="PyTorch rows: 'eager', 'compile' or both")
   parser.add_argument('--conv-impl', type=_parse_list(str), default=['auto'],
                       help="JAX rows: core.layers.conv2d implementations, e.g. "
-                      "'auto,xla,mixed' ('winograd' takes 3x3 stride-1 kernels "
+                      "'auto,xla,mixed' ('winograd' takes kernels spanning 3 strides "
                       "only; 'auto' uses it for them on a CPU)")
   parser.add_argument('--tcmalloc', choices=('auto', 'on', 'off', 'both'),
                       default='auto',

@@ -203,8 +203,8 @@ _mixed_conv.defvjp(_mixed_conv_fwd, _mixed_conv_bwd)
 # 0, +-1, +-1/2). Summed over input channels, the 16 products of a tile become
 # 16 matrix products (tiles x Cin) @ (Cin x Cout): 16 multiplies per 4 outputs
 # instead of 36, 2.25x fewer. The transforms are sums and differences of
-# shifted slices, written out below for each row of B^T and A^T.
-_WINOGRAD_G = ((1., 0., 0.), (.5, .5, .5), (.5, -.5, .5), (0., 0., 1.))
+# shifted slices, written out below for each row of B^T, G and A^T; G is
+# ((1, 0, 0), (1/2, 1/2, 1/2), (1/2, -1/2, 1/2), (0, 0, 1)).
 
 
 def _winograd_input_rows(x: jnp.ndarray, axis: int, tiles: int) -> list[jnp.ndarray]:
@@ -220,25 +220,69 @@ def _winograd_output_rows(m0, m1, m2, m3) -> list[jnp.ndarray]:
   return [m0 + m1 + m2, m1 - m2 - m3]
 
 
-def _winograd_conv(x, kernel, padding: int):
-  """A 3x3 stride-1 convolution by F(2x2, 3x3) (see _WINOGRAD_G): the output
-  is cut into 2x2 tiles (the input zero-padded up to whole tiles), the 16
-  transformed input planes (tiles, Cin) are multiplied by the 16 transformed
-  kernels (Cin, Cout), and the products are transformed back and interleaved.
-  Differentiated by JAX: the gradients are the transposed transforms and 32
-  more products of the same sizes, again 2.25x fewer multiplies."""
+def _winograd_kernel_rows(kernel: jnp.ndarray, axis: int) -> list[jnp.ndarray]:
+  """G g along `axis` (3 long there): the rows g0, (g0 + g1 + g2) / 2,
+  (g0 - g1 + g2) / 2 and g2."""
+  g0, g1, g2 = (jax.lax.index_in_dim(kernel, i, axis, keepdims=False) for i in range(3))
+  return [g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2]
+
+
+def _space_to_depth(x: jnp.ndarray, block: int) -> jnp.ndarray:
+  """(N, block * H, block * W, C) -> (N, H, W, block * block * C), channels
+  ordered (row phase, column phase, C): pixel (i, j) of the result holds the
+  block x block square at (block * i, block * j)."""
+  n, h, w, c = x.shape
+  x = x.reshape(n, h // block, block, w // block, block, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(n, h // block, w // block, block * block * c)
+
+
+def _winograd_conv(x, kernel, stride: int, padding: int):
+  """A convolution whose kernel spans 3 strides (3x3 at stride 1; 5x5 or 6x6
+  at stride 2; ...) by F(2x2, 3x3) (see above).
+
+  Along each axis, phase p of the input (positions stride * m + p) meets the
+  kernel taps p, p + stride and p + 2 * stride (zero past the kernel), so the
+  convolution is a 3x3 stride-1 convolution of the space-to-depth input
+  (stride * stride * Cin channels) with the correspondingly rearranged kernel.
+  That one is cut into 2x2 output tiles (the input zero-padded up to whole
+  tiles, or cropped where no tile reaches); the 16 transformed input planes
+  (tiles, channels) are multiplied by the 16 transformed kernels (channels,
+  Cout), and the products are transformed back and interleaved. A phase whose
+  third tap lies past the kernel has a zero last row in G g, so its channels
+  are left out of the products of that row (or column). Differentiated by JAX:
+  the gradients are the transposed transforms and 32 more products of the same
+  sizes."""
   n, h, w, cin = x.shape
-  cout = kernel.shape[-1]
-  out_h, out_w = conv_out_size(h, 3, 1, padding), conv_out_size(w, 3, 1, padding)
+  size, cout = kernel.shape[0], kernel.shape[-1]
+  out_h = conv_out_size(h, size, stride, padding)
+  out_w = conv_out_size(w, size, stride, padding)
   tiles_h, tiles_w = -(-out_h // 2), -(-out_w // 2)
-  x = jnp.pad(x, ((0, 0), (padding, 2 * tiles_h + 2 - h - padding),
-                  (padding, 2 * tiles_w + 2 - w - padding), (0, 0)))
-  planes = [plane for rows in _winograd_input_rows(x, 1, tiles_h)
-            for plane in _winograd_input_rows(rows, 2, tiles_w)]
-  g = jnp.asarray(_WINOGRAD_G, kernel.dtype)
-  kernels = jnp.einsum('ai,ijco,bj->abco', g, kernel, g).reshape(16, cin, cout)
-  products = [jnp.dot(plane.reshape(-1, cin), kernels[i]).reshape(
-      n, tiles_h, tiles_w, cout) for i, plane in enumerate(planes)]
+  span_h, span_w = stride * (2 * tiles_h + 2), stride * (2 * tiles_w + 2)
+  x = jax.lax.pad(x, jnp.zeros((), x.dtype), (
+      (0, 0, 0), (padding, span_h - h - padding, 0),
+      (padding, span_w - w - padding, 0), (0, 0, 0)))
+  x = _space_to_depth(x, stride)
+  taps = 3 * stride
+  kernel = jnp.pad(kernel, ((0, taps - size), (0, taps - size), (0, 0), (0, 0)))
+  kernel = kernel.reshape(3, stride, 3, stride, cin, cout).transpose(0, 2, 1, 3, 4, 5)
+  kernel = kernel.reshape(3, 3, stride * stride * cin, cout)
+  full = size - 2 * stride  # Phases 0..full-1 have all three taps.
+  planes = [_winograd_input_rows(row, 2, tiles_w)
+            for row in _winograd_input_rows(x, 1, tiles_h)]
+  kernels = [_winograd_kernel_rows(row, 0)
+             for row in _winograd_kernel_rows(kernel, 0)]
+  products = []
+  for a in range(4):
+    for b in range(4):
+      plane = planes[a][b].reshape(-1, stride, stride, cin)
+      kern = kernels[a][b].reshape(stride, stride, cin, cout)
+      if a == 3:
+        plane, kern = plane[:, :full], kern[:full]
+      if b == 3:
+        plane, kern = plane[:, :, :full], kern[:, :full]
+      channels = plane.shape[1] * plane.shape[2] * cin
+      products.append(jnp.dot(plane.reshape(-1, channels), kern.reshape(
+          channels, cout)).reshape(n, tiles_h, tiles_w, cout))
   # products[4 * a + b]: row a, column b of the tiles' 4x4 products.
   by_column = [_winograd_output_rows(*products[4 * a:4 * a + 4]) for a in range(4)]
   by_row = [_winograd_output_rows(*[by_column[a][col] for a in range(4)])
@@ -249,11 +293,13 @@ def _winograd_conv(x, kernel, padding: int):
 
 
 def _winograd_applies(kernel, stride: int) -> bool:
-  return kernel.shape[:2] == (3, 3) and stride == 1
+  size = kernel.shape[0]
+  return kernel.shape[1] == size and -(-size // stride) == 3
 
 
 # Where 'auto' takes Winograd on a CPU: at least this many input x output
-# channels and output pixels over the batch. Below, the 16 products are small
+# channels (input channels of the space-to-depth input: stride^2 * Cin) and
+# output pixels over the batch. Below, the 16 products are small
 # matrix products and the transforms' extra passes over memory cost about what
 # the fewer multiplies save (and compiling them costs ~1 s more per layer).
 WINOGRAD_MIN_CHANNEL_PRODUCT = 256 * 256
@@ -262,9 +308,11 @@ WINOGRAD_MIN_OUTPUT_PIXELS = 2048
 
 def _winograd_pays(x, kernel, stride: int, padding: int) -> bool:
   n, h, w, cin = x.shape
-  pixels = n * conv_out_size(h, 3, 1, padding) * conv_out_size(w, 3, 1, padding)
+  size = kernel.shape[0]
+  pixels = n * conv_out_size(h, size, stride, padding) * conv_out_size(
+      w, size, stride, padding)
   return (_winograd_applies(kernel, stride) and x.dtype == jnp.float32
-          and cin * kernel.shape[-1] >= WINOGRAD_MIN_CHANNEL_PRODUCT
+          and stride * stride * cin * kernel.shape[-1] >= WINOGRAD_MIN_CHANNEL_PRODUCT
           and pixels >= WINOGRAD_MIN_OUTPUT_PIXELS)
 
 
@@ -279,15 +327,17 @@ def conv2d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: int,
   YNNPACK convolutions on the CPU, whose matrix multiply is far faster than its
   convolutions: forward by im2col for strided convolutions of many channels
   (conv2), else by XLA; the weight gradient always as patches^T @ dY (2-3x faster
-  than YNNPACK's); the input gradient by XLA. 'winograd' (3x3 stride-1 kernels
-  only) is Winograd's F(2x2, 3x3), 2.25x fewer multiplies in every pass.
-  'auto' (the default) is 'xla' on a GPU or TPU (their libraries choose their
-  own algorithms); on a CPU, 'winograd' for float32 3x3 stride-1 convolutions
-  of many channels and pixels (conv3 and up in every network at full width;
-  see WINOGRAD_MIN_CHANNEL_PRODUCT), else 'xla' where the CPU's convolutions
-  run on Eigen (runtime.CPU_CONV_XLA_FLAG in XLA_FLAGS) and 'mixed' where they
-  run on YNNPACK. All compute the same sums up to float rounding
-  (tests/core/test_conv_impl.py checks values and gradients against
+  than YNNPACK's); the input gradient by XLA. 'winograd' (kernels spanning 3
+  strides only: 3x3 at stride 1, 5x5 or 6x6 at stride 2, ...) is Winograd's
+  F(2x2, 3x3) over the space-to-depth input, 2.25x fewer multiplies in every
+  pass at stride 1 and 2.04x fewer for 5x5 at stride 2. 'auto' (the default)
+  is 'xla' on a GPU or TPU (their libraries choose their own algorithms); on a
+  CPU, 'winograd' for float32 convolutions spanning 3 strides with many
+  channels and pixels (conv3 and up in every network and ZF-5's conv2, at full
+  width; see WINOGRAD_MIN_CHANNEL_PRODUCT), else 'xla' where the CPU's
+  convolutions run on Eigen (runtime.CPU_CONV_XLA_FLAG in XLA_FLAGS) and
+  'mixed' where they run on YNNPACK. All compute the same sums up to float
+  rounding (tests/core/test_conv_impl.py checks values and gradients against
   lax.conv_general_dilated).
   """
   if impl == 'xla':
@@ -296,15 +346,16 @@ def conv2d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: int,
     return _im2col_conv(x, kernel, stride, padding)
   if impl == 'winograd':
     if not _winograd_applies(kernel, stride):
-      raise ValueError(f"conv_impl 'winograd' computes 3x3 stride-1 convolutions "
-                       f'only, got a {kernel.shape[0]}x{kernel.shape[1]} kernel at '
-                       f"stride {stride}: use 'auto', which takes it where it applies.")
-    return _winograd_conv(x, kernel, padding)
+      raise ValueError(f"conv_impl 'winograd' computes kernels that span 3 strides "
+                       f'only (3x3 at stride 1, 5x5 or 6x6 at stride 2, ...), got a '
+                       f'{kernel.shape[0]}x{kernel.shape[1]} kernel at stride {stride}: '
+                       f"use 'auto', which takes it where it applies.")
+    return _winograd_conv(x, kernel, stride, padding)
   if impl == 'auto':
     if jax.default_backend() != 'cpu':
       return _xla_conv(x, kernel, stride, padding)
     if _winograd_pays(x, kernel, stride, padding):
-      return _winograd_conv(x, kernel, padding)
+      return _winograd_conv(x, kernel, stride, padding)
     if runtime.cpu_convolutions_use_eigen():
       return _xla_conv(x, kernel, stride, padding)
     return _mixed_conv(x, kernel, stride, padding)

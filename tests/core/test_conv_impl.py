@@ -20,8 +20,12 @@ from sppnet_jax.core.layers import conv2d, max_pool_ceil, max_pool_floor
 GEOMETRIES = [
     (33, 31, 3, 8, 7, 2, 1),  # conv1
     (32, 32, 3, 5, 7, 2, 1),
-    (15, 12, 24, 16, 5, 2, 0),  # conv2 (im2col forward in 'auto')
+    (15, 12, 24, 16, 5, 2, 0),  # conv2 (Winograd of 4 phases at full width)
     (14, 14, 20, 6, 5, 2, 0),
+    (13, 16, 5, 4, 6, 2, 2),  # Kernels spanning 3 strides: all phases full;
+    (20, 17, 2, 3, 7, 3, 1),  # 3 phases, 1 full;
+    (12, 11, 2, 2, 9, 3, 0),  # 3 phases, all full;
+    (31, 29, 3, 4, 11, 4, 2),  # Convnet*-5's conv1: 4 phases, 3 full.
     (7, 5, 16, 12, 3, 1, 1),  # conv3-5 (Winograd in 'auto' on a CPU)
     (1, 1, 8, 4, 3, 1, 1),
     (9, 9, 17, 3, 3, 2, 1),
@@ -32,9 +36,10 @@ GEOMETRIES = [
 
 
 def _applies(impl, geometry):
-  """'winograd' computes 3x3 stride-1 convolutions only."""
+  """'winograd' computes kernels that span 3 strides only (3x3 at stride 1,
+  5x5 or 6x6 at stride 2, 7x7 to 9x9 at stride 3, ...)."""
   kernel, stride = geometry[4:6]
-  return impl != 'winograd' or (kernel == 3 and stride == 1)
+  return impl != 'winograd' or 2 * stride < kernel <= 3 * stride
 
 
 def _reference(x, w, stride, pad):
@@ -48,7 +53,7 @@ def _reference(x, w, stride, pad):
 @pytest.mark.parametrize('geometry', GEOMETRIES)
 def test_conv_values_and_gradients_match_lax(impl, geometry):
   if not _applies(impl, geometry):
-    pytest.skip('winograd: 3x3 stride-1 kernels only')
+    pytest.skip('winograd: kernels spanning 3 strides only')
   h, w, cin, cout, k, stride, pad = geometry
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal((2, h, w, cin)), jnp.float32)
@@ -71,33 +76,44 @@ def test_conv_values_and_gradients_match_lax(impl, geometry):
 def test_unknown_conv_impl_is_a_clear_error():
   with pytest.raises(ValueError, match='unknown convolution'):
     conv2d(jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 1)), 1, 1, 'fft')
-  with pytest.raises(ValueError, match="3x3 stride-1 convolutions only.*'auto'"):
-    conv2d(jnp.ones((1, 9, 9, 1)), jnp.ones((5, 5, 1, 1)), 1, 1, 'winograd')
+  for size, stride in ((5, 1), (3, 2), (4, 2), (7, 2)):
+    with pytest.raises(ValueError, match="kernels that span 3 strides.*'auto'"):
+      conv2d(jnp.ones((1, 9, 9, 1)), jnp.ones((size, size, 1, 1)), stride, 1,
+             'winograd')
 
 
-def test_winograd_is_exact_to_float_rounding_at_conv4_size():
-  """At Overfeat's conv4 shape (one image), F(2x2, 3x3) in float32 stays within
-  a few float32 roundings of a float64 direct convolution, like XLA's own."""
+@pytest.mark.parametrize('side,cin,size,stride,padding', [
+    (18, 512, 3, 1, 1),  # Overfeat's conv4.
+    (55, 96, 5, 2, 0),  # ZF-5's conv2.
+])
+def test_winograd_is_exact_to_float_rounding_at_full_size(side, cin, size, stride,
+                                                          padding):
+  """At a full-width layer's shape (one image, 64 output channels), F(2x2, 3x3)
+  in float32 stays within a few float32 roundings of a float64 direct
+  convolution, like XLA's own."""
   rng = np.random.default_rng(4)
-  x = rng.standard_normal((1, 18, 18, 512))
-  kernel = rng.standard_normal((3, 3, 512, 64)) * 0.05
+  x = rng.standard_normal((1, side, side, cin))
+  kernel = rng.standard_normal((size, size, cin, 64)) * 0.05
   with jax.enable_x64():
-    want = np.asarray(_reference(jnp.asarray(x), jnp.asarray(kernel), 1, 1))
+    want = np.asarray(_reference(jnp.asarray(x), jnp.asarray(kernel), stride, padding))
   cast = lambda a: jnp.asarray(a, jnp.float32)
-  errors = {impl: np.max(np.abs(np.asarray(conv2d(cast(x), cast(kernel), 1, 1, impl),
-                                           np.float64) - want))
+  errors = {impl: np.max(np.abs(np.asarray(
+      conv2d(cast(x), cast(kernel), stride, padding, impl), np.float64) - want))
             for impl in ('winograd', 'xla')}
   scale = np.max(np.abs(want))
   assert errors['winograd'] < 2e-6 * scale, errors
   assert errors['winograd'] < 4 * errors['xla'] + 1e-7 * scale, errors
 
 
-def test_auto_takes_winograd_for_large_3x3_stride_1_convolutions_on_a_cpu():
+def test_auto_takes_winograd_for_large_convolutions_spanning_3_strides_on_a_cpu():
   """The routing: 16 products and no convolution for ZF-5's full-width conv4 at
-  batch 32 (13x13 maps); one convolution for a strided or larger kernel, and
-  for too few channels or pixels (layers.WINOGRAD_MIN_*)."""
-  def primitives(batch, side, cin, cout, kernel_size=3, stride=1, dtype=jnp.float32):
-    jaxpr = jax.make_jaxpr(lambda a, b: conv2d(a, b, stride, 1, 'auto'))(
+  batch 32 (13x13 maps) and for its conv2 (5x5/2, 4 phases of 96 channels,
+  the last row and column of products without the 3 phases whose third tap
+  is zero); one convolution for a kernel spanning 2 or 5 strides, and for too
+  few channels or pixels (layers.WINOGRAD_MIN_*), as at quarter width."""
+  def primitives(batch, side, cin, cout, kernel_size=3, stride=1, dtype=jnp.float32,
+                 padding=1):
+    jaxpr = jax.make_jaxpr(lambda a, b: conv2d(a, b, stride, padding, 'auto'))(
         jax.ShapeDtypeStruct((batch, side, side, cin), dtype),
         jax.ShapeDtypeStruct((kernel_size, kernel_size, cin, cout), dtype))
     return [(e.primitive.name, e.invars[0].aval.shape) for e in jaxpr.eqns]
@@ -107,9 +123,17 @@ def test_auto_takes_winograd_for_large_3x3_stride_1_convolutions_on_a_cpu():
   assert winograd.count(('dot_general', (32 * 49, 384))) == 16
   assert 'conv_general_dilated' not in [name for name, _ in winograd]
   assert ('dot_general', (16 * 36, 256)) in primitives(16, 12, 256, 256)  # 2,304 px
+  # ZF-5's conv2: 55x55 in, 26x26 out, 13x13 tiles.
+  conv2 = primitives(32, 55, 96, 256, 5, 2, padding=0)
+  assert 'conv_general_dilated' not in [name for name, _ in conv2]
+  tiles = 32 * 13 * 13
+  assert conv2.count(('dot_general', (tiles, 4 * 96))) == 9
+  assert conv2.count(('dot_general', (tiles, 2 * 96))) == 6
+  assert conv2.count(('dot_general', (tiles, 96))) == 1
   for args in ((32, 13, 384, 384, 5), (32, 13, 384, 384, 3, 2),
                (32, 13, 384, 384, 3, 1, jnp.bfloat16),
-               (32, 13, 255, 256), (12, 13, 384, 384)):  # 2,028 pixels
+               (32, 13, 255, 256), (12, 13, 384, 384),  # 2,028 pixels
+               (32, 55, 24, 64, 5, 2)):  # conv2 at quarter width: 4 * 24 * 64 channels
     assert 'dot_general' not in [name for name, _ in primitives(*args)], args
 
 
