@@ -41,7 +41,7 @@ The no-SPP baselines pool the last map to 6 x 6 at 224 with a fixed max pool
 import dataclasses
 import functools
 
-from sppnet_jax.core.layers import ceil_pool_out_size, conv_out_size
+from sppnet_jax.core.windows import ceil_pool_out_size, conv_out_size
 from sppnet_jax.errors import ConfigError
 
 

@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from sppnet_jax.core import architectures
-from sppnet_jax.core.layers import (Conv, LocalResponseNorm, ceil_pool_out_size,
-                                    max_pool_ceil, max_pool_floor)
+from sppnet_jax.core.layers import Conv, LocalResponseNorm, max_pool_ceil, max_pool_floor
 from sppnet_jax.core.spp import spatial_pyramid_pool, spp_output_dim
+from sppnet_jax.core.windows import ceil_pool_out_size
 
 # ImageNet channel statistics on the 0..255 scale; images travel as uint8 and are
 # normalised on the device (inside the jitted step and the exported function).

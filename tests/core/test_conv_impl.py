@@ -110,7 +110,7 @@ def test_auto_takes_winograd_for_large_convolutions_spanning_3_strides_on_a_cpu(
   batch 32 (13x13 maps) and for its conv2 (5x5/2, 4 phases of 96 channels,
   the last row and column of products without the 3 phases whose third tap
   is zero); one convolution for a kernel spanning 2 or 5 strides, and for too
-  few channels or pixels (layers.WINOGRAD_MIN_*), as at quarter width."""
+  few channels or pixels (winograd.WINOGRAD_MIN_*), as at quarter width."""
   def primitives(batch, side, cin, cout, kernel_size=3, stride=1, dtype=jnp.float32,
                  padding=1):
     jaxpr = jax.make_jaxpr(lambda a, b: conv2d(a, b, stride, padding, 'auto'))(
