@@ -17,7 +17,7 @@ def ceil_pool_out_size(size: int, window: int, stride: int) -> int:
 
 
 def window_slices(x, axis: int, window: int, stride: int,
-                   count: int) -> list[jnp.ndarray]:
+                  count: int) -> list[jnp.ndarray]:
   """The `window` strided slices of x along `axis` whose j-th elements are
   the j-th window's (`count` windows, `stride` apart, all inside x)."""
   return [jax.lax.slice_in_dim(x, offset, offset + (count - 1) * stride + 1, stride,

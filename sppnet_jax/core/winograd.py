@@ -106,6 +106,8 @@ def winograd_conv(x, kernel, stride: int, padding: int):
 
 
 def winograd_applies(kernel, stride: int) -> bool:
+  """Whether `winograd_conv` computes this kernel: square, spanning 3 strides
+  (2 * stride < size <= 3 * stride)."""
   size = kernel.shape[0]
   return kernel.shape[1] == size and -(-size // stride) == 3
 
